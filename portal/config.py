@@ -1,0 +1,53 @@
+"""Settings from the environment, read in one place.
+
+Every setting has a safe default for a developer machine; production refuses to start on the
+development secret so that a forgotten ``SECRET_KEY`` cannot sign real sessions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+DEV_SECRET_KEY = "dev-only-secret-key-change-me"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the usual ``postgresql://user@host:port/db`` form and pick the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def load_config(instance_path: str) -> dict[str, Any]:
+    """Build the Flask config mapping from environment variables."""
+    env = os.environ.get("PORTAL_ENV", "development")
+    default_db = "sqlite:///" + str(Path(instance_path) / "portal.sqlite3")
+    secret = os.environ.get("SECRET_KEY") or ""
+    if not secret:
+        if env == "production":
+            raise RuntimeError("SECRET_KEY must be set when PORTAL_ENV=production")
+        secret = DEV_SECRET_KEY
+    return {
+        "PORTAL_ENV": env,
+        "SECRET_KEY": secret,
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(
+            os.environ.get("DATABASE_URL") or default_db
+        ),
+        "PORTAL_SIGNUP_CREDITS": os.environ.get("PORTAL_SIGNUP_CREDITS", "100"),
+        "PORTAL_LOW_BALANCE_THRESHOLD": os.environ.get("PORTAL_LOW_BALANCE_THRESHOLD", "20"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env == "production",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": env == "production",
+        "SQLITE_BUSY_TIMEOUT_MS": _int_env("SQLITE_BUSY_TIMEOUT_MS", 30_000),
+    }

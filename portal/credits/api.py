@@ -1,0 +1,210 @@
+"""The JSON API for other apps: parse → one service call → JSON. Errors render centrally."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request
+
+from portal.credits import idempotency, queries, schemas, service
+from portal.credits.apikeys import authenticate
+from portal.credits.errors import FeatureNotFound
+from portal.credits.openapi import openapi_document
+from portal.errors import InvalidRequest
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+PUBLIC_ENDPOINTS = {"api.feature_pricing", "api.openapi"}
+MAX_KEY_LENGTH = 255
+
+
+def json_response(payload: dict[str, Any], status: int = 200) -> Response:
+    return Response(current_app.json.dumps(payload), status, mimetype="application/json")
+
+
+@bp.before_request
+def require_api_key() -> None:
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        g.organization = authenticate(request.headers.get("Authorization"))
+
+
+def idempotent(status: int) -> Callable:
+    """Honour ``Idempotency-Key``: replay a finished request, bind the key only on success."""
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            key = request.headers.get("Idempotency-Key")
+            g.idempotency = None
+            if key is None:
+                return view(*args, **kwargs)
+            key = key.strip()
+            if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+                raise InvalidRequest("Idempotency-Key", "must be 1-255 printable characters")
+            outcome = idempotency.claim(
+                g.organization.id,
+                key,
+                idempotency.fingerprint(request.method, request.path, schemas.canonical_body()),
+                status,
+            )
+            if isinstance(outcome, idempotency.Replay):
+                response = Response(outcome.body, outcome.status, mimetype="application/json")
+                response.headers["Idempotent-Replayed"] = "true"
+                return response
+            g.idempotency = outcome
+            try:
+                return view(*args, **kwargs)
+            except Exception:
+                # Failures inside a service free the key themselves; this covers the rest
+                # (validation errors raised before any service call).
+                outcome.abandon()
+                raise
+
+        return wrapper
+
+    return decorate
+
+
+@bp.get("/balance")
+def balance() -> Response:
+    return json_response(service.get_balance(g.organization).to_json())
+
+
+@bp.post("/credits/check")
+def check() -> Response:
+    spend = schemas.spend(schemas.json_body())
+    return json_response(service.check(g.organization, spend).to_json())
+
+
+@bp.post("/credits/deduct")
+@idempotent(201)
+def deduct() -> Response:
+    spend = schemas.spend(schemas.json_body())
+    result = service.deduct(g.organization, spend, g.idempotency)
+    return json_response(result.to_json(), 201)
+
+
+@bp.post("/credits/refund")
+@idempotent(200)
+def refund() -> Response:
+    body = schemas.json_body()
+    deduction_id = schemas.id_field(body, "deduction_id")
+    amount = schemas.amount(body, "amount")
+    reason = schemas.optional_str(body, "reason", 500)
+    result = service.refund(g.organization, deduction_id, amount, reason, g.idempotency)
+    return json_response(result.to_json())
+
+
+@bp.post("/credits/reservations")
+@idempotent(201)
+def reserve() -> Response:
+    body = schemas.json_body()
+    feature_key = schemas.required_str(body, "feature_key")
+    quantity = schemas.quantity(body) or 0
+    raw_expiry = body.get("expires_in")
+    expires_in = (
+        900 if raw_expiry is None else schemas.integer(raw_expiry, "expires_in", maximum=86_400)
+    )
+    result = service.reserve(g.organization, feature_key, quantity, expires_in, g.idempotency)
+    return json_response(result.to_json(), 201)
+
+
+@bp.post("/credits/reservations/<int:reservation_id>/capture")
+@idempotent(200)
+def capture(reservation_id: int) -> Response:
+    quantity = schemas.quantity(schemas.json_body(), default=None)
+    result = service.capture(g.organization, reservation_id, quantity, g.idempotency)
+    return json_response(result.to_json())
+
+
+@bp.post("/credits/reservations/<int:reservation_id>/release")
+@idempotent(200)
+def release(reservation_id: int) -> Response:
+    schemas.json_body()
+    result = service.release(g.organization, reservation_id, g.idempotency)
+    return json_response(result.to_json())
+
+
+@bp.get("/features")
+def features() -> Response:
+    return json_response({"data": [price.to_json() for price in queries.active_features()]})
+
+
+@bp.get("/features/pricing")
+def feature_pricing() -> Response:
+    key = request.args.get("key", "").strip()
+    if not key:
+        raise InvalidRequest("key", "is required")
+    price = queries.feature_by_key(key)
+    if price is None:
+        raise FeatureNotFound(key)
+    return json_response(price.to_json())
+
+
+def _ledger_filter() -> queries.LedgerFilter:
+    department = request.args.get("department")
+    return queries.LedgerFilter(
+        organization_id=g.organization.id,
+        start=schemas.query_moment("from"),
+        end=schemas.query_moment("to", end=True),
+        feature_key=request.args.get("feature_key") or None,
+        category=request.args.get("category") or None,
+        department=schemas.department_name(department) if department else None,
+    )
+
+
+def _page_response(page: queries.Page) -> Response:
+    cursor = None if page.next_cursor_id is None else schemas.encode_cursor(page.next_cursor_id)
+    return json_response({"data": page.rows, "next_cursor": cursor})
+
+
+@bp.get("/usage")
+def usage() -> Response:
+    filters = _ledger_filter()
+    page = queries.usage_page(
+        filters, limit=schemas.query_limit(), before_id=schemas.query_cursor()
+    )
+    return _page_response(page)
+
+
+@bp.get("/usage/summary")
+def usage_summary() -> Response:
+    group_by = request.args.get("group_by", "feature")
+    if group_by not in queries.SUMMARY_GROUPS:
+        raise InvalidRequest("group_by", f"must be one of {', '.join(queries.SUMMARY_GROUPS)}")
+    rows = queries.usage_summary(_ledger_filter(), group_by)
+    total = sum((row["credits"] for row in rows), start=0)
+    return json_response({"data": rows, "total": total, "group_by": group_by})
+
+
+@bp.get("/transactions")
+def transactions() -> Response:
+    filters = queries.LedgerFilter(organization_id=g.organization.id)
+    page = queries.ledger_page(
+        filters, kinds=None, limit=schemas.query_limit(), before_id=schemas.query_cursor()
+    )
+    return _page_response(page)
+
+
+@bp.get("/departments")
+def departments() -> Response:
+    rows = queries.list_departments(g.organization.id)
+    return json_response({"data": [queries.department_json(row) for row in rows]})
+
+
+@bp.put("/departments/<name>/limit")
+def department_limit(name: str) -> Response:
+    name = schemas.department_name(name, "name")
+    body = schemas.json_body()
+    if "monthly_limit" not in body:
+        raise InvalidRequest("monthly_limit", "is required (a number, or null for no limit)")
+    limit = schemas.amount(body, "monthly_limit", allow_zero=True)
+    department = service.set_department_limit(g.organization.id, name, limit)
+    return json_response(queries.department_json(department))
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return json_response(openapi_document())

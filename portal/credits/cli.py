@@ -1,0 +1,141 @@
+"""Operator commands: ``flask org|apikey|pricing|credits …`` and ``flask demo``."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+
+from portal.credits import apikeys, demo, idempotency, organizations, pricing, service
+from portal.errors import PortalError
+from portal.money import AmountError, format_credits, parse_micros
+
+
+def _micros(value: str, *, allow_negative: bool = False, allow_zero: bool = True) -> int:
+    try:
+        return parse_micros(value, allow_negative=allow_negative, allow_zero=allow_zero)
+    except AmountError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _fail_on_portal_error(exc: PortalError) -> None:
+    raise click.ClickException(exc.message)
+
+
+def register_credits_commands(app: Flask) -> None:
+    @app.cli.group("org")
+    def org() -> None:
+        """Organizations."""
+
+    @org.command("create")
+    @click.argument("slug")
+    @click.option("--name", default=None, help="Display name (defaults to the slug).")
+    @click.option("--credits", "credits_", default="0", help="Opening balance in credits.")
+    def org_create(slug: str, name: str | None, credits_: str) -> None:
+        """Create organization SLUG."""
+        try:
+            organization = organizations.create_organization(slug, name, _micros(credits_))
+        except PortalError as exc:
+            _fail_on_portal_error(exc)
+        click.echo(
+            f"Created organization {organization.slug} "
+            f"with {format_credits(organization.balance)} credits."
+        )
+
+    @app.cli.group("apikey")
+    def apikey() -> None:
+        """API keys."""
+
+    @apikey.command("create")
+    @click.argument("slug")
+    @click.option("--name", default="CLI key", help="A label to recognise the key by.")
+    def apikey_create(slug: str, name: str) -> None:
+        """Create an API key for SLUG; the secret is printed once, alone on the last line."""
+        try:
+            organization = organizations.get_by_slug(slug)
+        except PortalError as exc:
+            _fail_on_portal_error(exc)
+        new = apikeys.create_api_key(organization.id, name)
+        click.echo(f"API key '{new.key.name}' ({new.key.prefix}…) for {slug}; store it now:")
+        click.echo(new.secret)
+
+    @app.cli.group("pricing")
+    def pricing_group() -> None:
+        """Feature prices."""
+
+    @pricing_group.command("set")
+    @click.argument("key")
+    @click.option("--credits", "credits_", required=True, help="Credits per unit, e.g. 0.5.")
+    @click.option("--name", default=None)
+    @click.option("--category", default=None)
+    @click.option("--unit", default=None, help="call, 1k_tokens, mb, …")
+    @click.option("--description", default=None)
+    @click.option("--inactive", is_flag=True, help="Price it but refuse deducts for now.")
+    def pricing_set(
+        key: str,
+        credits_: str,
+        name: str | None,
+        category: str | None,
+        unit: str | None,
+        description: str | None,
+        inactive: bool,
+    ) -> None:
+        """Create or update the price of feature KEY."""
+        spec = pricing.PriceSpec(
+            key, _micros(credits_), name, category, unit, description, active=not inactive
+        )
+        try:
+            price = pricing.set_price(spec)
+        except PortalError as exc:
+            _fail_on_portal_error(exc)
+        state = "active" if price.active else "inactive"
+        click.echo(
+            f"{price.feature_key}: {format_credits(price.credits_per_unit)} credits "
+            f"per {price.unit} ({state})"
+        )
+
+    @app.cli.group("credits")
+    def credits_group() -> None:
+        """Balances."""
+
+    @credits_group.command("grant")
+    @click.argument("slug")
+    @click.argument("amount")
+    @click.option("--reason", required=True, help="Why; shown in the ledger.")
+    def credits_grant(slug: str, amount: str, reason: str) -> None:
+        """Grant AMOUNT credits to SLUG (a negative AMOUNT is an adjustment)."""
+        micros = _micros(amount, allow_negative=True, allow_zero=False)
+        try:
+            organization = organizations.get_by_slug(slug)
+            kind = "grant" if micros > 0 else "adjustment"
+            service.grant(organization.id, micros, kind, description=reason)
+            balance = service.get_balance(organization)
+        except PortalError as exc:
+            _fail_on_portal_error(exc)
+        click.echo(f"{slug}: balance {format_credits(balance.balance)} credits.")
+
+    @credits_group.command("purge-idempotency")
+    @click.option("--older-than-hours", default=48, show_default=True, type=int)
+    def purge(older_than_hours: int) -> None:
+        """Delete idempotency records past retention (never younger than 24 hours)."""
+        from datetime import timedelta
+
+        removed = idempotency.purge_expired(timedelta(hours=older_than_hours))
+        click.echo(f"Removed {removed} idempotency records.")
+
+    @app.cli.command("demo")
+    def demo_command() -> None:
+        """Idempotent demo data: the catalogue, a demo organization, 90 days of usage."""
+        result = demo.create_demo()
+        organization = result.organization
+        if result.created:
+            click.echo(
+                f"Demo organization '{organization.slug}' with {result.entries} ledger rows, "
+                f"balance {format_credits(service.get_balance(organization).balance)} credits."
+            )
+            click.echo("Demo API key (shown once):")
+            click.echo(result.api_key)
+        else:
+            click.echo(
+                f"Demo organization '{organization.slug}' already exists; "
+                f"make another key with: flask apikey create {organization.slug}"
+            )

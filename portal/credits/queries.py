@@ -1,0 +1,213 @@
+"""Read models over the ledger: usage pages, summaries, transactions, departments, prices.
+
+Pages use keyset pagination on the ledger id (newest first), so page 10,000 costs the same as
+page 1 and a cursor stays valid while new rows arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, literal, select
+
+from portal.credits.models import Department, FeaturePrice, LedgerEntry
+from portal.extensions import db
+from portal.money import micros_to_decimal
+from portal.timeutil import isoformat_z, month_key, utcnow
+
+SUMMARY_GROUPS = ("feature", "category", "day", "department")
+USAGE_KINDS = ("deduct", "refund")
+
+
+@dataclass(frozen=True)
+class LedgerFilter:
+    organization_id: int
+    start: datetime | None = None
+    end: datetime | None = None
+    feature_key: str | None = None
+    category: str | None = None
+    department: str | None = None
+
+    def apply(self, stmt: Select, kinds: tuple[str, ...] | None) -> Select:
+        stmt = stmt.where(LedgerEntry.organization_id == self.organization_id)
+        if kinds is not None:
+            stmt = stmt.where(
+                LedgerEntry.kind.in_(kinds) if len(kinds) > 1 else (LedgerEntry.kind == kinds[0])
+            )
+        if self.start is not None:
+            stmt = stmt.where(LedgerEntry.created_at >= self.start)
+        if self.end is not None:
+            stmt = stmt.where(LedgerEntry.created_at < self.end)
+        if self.feature_key:
+            stmt = stmt.where(LedgerEntry.feature_key == self.feature_key)
+        if self.category:
+            stmt = stmt.where(
+                LedgerEntry.feature_key.in_(
+                    select(FeaturePrice.feature_key).where(FeaturePrice.category == self.category)
+                )
+            )
+        if self.department:
+            stmt = stmt.where(
+                LedgerEntry.department_id.in_(
+                    select(Department.id).where(
+                        Department.organization_id == self.organization_id,
+                        Department.name == self.department,
+                    )
+                )
+            )
+        return stmt
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[dict[str, Any]]
+    next_cursor_id: int | None
+
+
+def _department_names(organization_id: int) -> dict[int, str]:
+    return dict(
+        db.session.execute(
+            select(Department.id, Department.name).where(
+                Department.organization_id == organization_id
+            )
+        ).all()
+    )
+
+
+def ledger_row_json(entry: LedgerEntry, departments: dict[int, str]) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "kind": entry.kind,
+        "amount": micros_to_decimal(entry.amount),
+        "balance_after": micros_to_decimal(entry.balance_after),
+        "feature_key": entry.feature_key,
+        "quantity": None if entry.quantity is None else micros_to_decimal(entry.quantity),
+        "unit_price": None if entry.unit_price is None else micros_to_decimal(entry.unit_price),
+        "department": departments.get(entry.department_id) if entry.department_id else None,
+        "user": entry.user_ref,
+        "description": entry.description,
+        "metadata": entry.meta,
+        "refund_of": entry.refund_of_id,
+        "reservation_id": entry.reservation_id,
+        "created_at": isoformat_z(entry.created_at),
+    }
+
+
+def ledger_page(
+    filters: LedgerFilter,
+    *,
+    kinds: tuple[str, ...] | None,
+    limit: int,
+    before_id: int | None = None,
+) -> Page:
+    stmt = filters.apply(select(LedgerEntry), kinds)
+    if before_id is not None:
+        stmt = stmt.where(LedgerEntry.id < before_id)
+    entries = list(db.session.scalars(stmt.order_by(LedgerEntry.id.desc()).limit(limit + 1)))
+    departments = _department_names(filters.organization_id)
+    has_more = len(entries) > limit
+    entries = entries[:limit]
+    return Page(
+        [ledger_row_json(entry, departments) for entry in entries],
+        entries[-1].id if has_more else None,
+    )
+
+
+def usage_page(filters: LedgerFilter, *, limit: int, before_id: int | None = None) -> Page:
+    """Deductions, newest first, each with how much of it was refunded since."""
+    page = ledger_page(filters, kinds=("deduct",), limit=limit, before_id=before_id)
+    ids = [row["id"] for row in page.rows]
+    refunded = (
+        dict(
+            db.session.execute(
+                select(LedgerEntry.refund_of_id, func.sum(LedgerEntry.amount))
+                .where(LedgerEntry.refund_of_id.in_(ids))
+                .group_by(LedgerEntry.refund_of_id)
+            ).all()
+        )
+        if ids
+        else {}
+    )
+    for row in page.rows:
+        row["credits"] = -row.pop("amount")
+        row["credits_refunded"] = micros_to_decimal(refunded.get(row["id"], 0))
+        for key in ("kind", "balance_after", "refund_of"):
+            row.pop(key)
+    return page
+
+
+def usage_summary(filters: LedgerFilter, group_by: str) -> list[dict[str, Any]]:
+    """Net credits used (deductions minus their refunds) and deduction count per group."""
+    if group_by == "feature":
+        key = LedgerEntry.feature_key
+    elif group_by == "category":
+        key = func.coalesce(FeaturePrice.category, literal("Uncategorized"))
+    elif group_by == "day":
+        key = func.date(LedgerEntry.created_at)
+    else:
+        key = Department.name
+    credits = func.coalesce(func.sum(-LedgerEntry.amount), 0)
+    count = func.sum(func.cast(LedgerEntry.kind == "deduct", db.Integer))
+    stmt = select(key.label("key"), credits.label("credits"), count.label("count"))
+    if group_by == "category":
+        stmt = stmt.select_from(LedgerEntry).outerjoin(
+            FeaturePrice, FeaturePrice.feature_key == LedgerEntry.feature_key
+        )
+    elif group_by == "department":
+        stmt = stmt.select_from(LedgerEntry).outerjoin(
+            Department, Department.id == LedgerEntry.department_id
+        )
+    stmt = filters.apply(stmt, USAGE_KINDS).group_by(key)
+    rows = [
+        {
+            "key": row.key if row.key is None else str(row.key),
+            "credits": micros_to_decimal(int(row.credits)),
+            "count": int(row.count or 0),
+        }
+        for row in db.session.execute(stmt)
+    ]
+    if group_by == "day":
+        rows.sort(key=lambda row: row["key"] or "")
+    else:
+        rows.sort(key=lambda row: (-row["credits"], row["key"] or ""))
+    return rows
+
+
+def department_json(department: Department, month: str | None = None) -> dict[str, Any]:
+    month = month or month_key(utcnow())
+    limit = department.monthly_limit
+    return {
+        "name": department.name,
+        "monthly_limit": None if limit is None else micros_to_decimal(limit),
+        "used_this_month": micros_to_decimal(department.used_in(month)),
+    }
+
+
+def list_departments(organization_id: int) -> list[Department]:
+    return list(
+        db.session.scalars(
+            select(Department)
+            .where(Department.organization_id == organization_id)
+            .order_by(Department.name)
+        )
+    )
+
+
+def active_features() -> list[FeaturePrice]:
+    return list(
+        db.session.scalars(
+            select(FeaturePrice)
+            .where(FeaturePrice.active.is_(True), FeaturePrice.archived_at.is_(None))
+            .order_by(FeaturePrice.category, FeaturePrice.feature_key)
+        )
+    )
+
+
+def feature_by_key(feature_key: str) -> FeaturePrice | None:
+    return db.session.scalar(
+        select(FeaturePrice).where(
+            FeaturePrice.feature_key == feature_key, FeaturePrice.archived_at.is_(None)
+        )
+    )

@@ -1,0 +1,117 @@
+"""One hierarchy of domain errors and the handlers that turn them into responses.
+
+Services raise ``PortalError`` children; API views let them propagate and the handler renders
+``{"error": {"code", "message", ...extra}}``. Browser pages get friendly HTML instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+
+class PortalError(Exception):
+    """Base of every error the portal reports to a caller on purpose."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+
+
+class InvalidRequest(PortalError):
+    status = 422
+    code = "invalid_request"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field)
+
+
+class InvalidJSON(PortalError):
+    status = 400
+    code = "invalid_json"
+
+
+class Unauthorized(PortalError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(PortalError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(PortalError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(PortalError):
+    status = 409
+    code = "conflict"
+
+
+class Unprocessable(PortalError):
+    status = 422
+    code = "unprocessable"
+
+
+class PaymentRequired(PortalError):
+    status = 402
+    code = "payment_required"
+
+
+def wants_json() -> bool:
+    """API paths and JSON-preferring clients get JSON errors; browsers get pages."""
+    if request.path.startswith(("/api/", "/_stripe/", "/stripe/")):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json" and not request.accept_mimetypes.accept_html
+
+
+def error_response(code: str, message: str, status: int, **extra: Any) -> Response:
+    response = jsonify({"error": {"code": code, "message": message, **extra}})
+    response.status_code = status
+    return response
+
+
+def _http_code(exc: HTTPException) -> str:
+    name = (exc.name or "error").lower().replace(" ", "_").replace("-", "_")
+    return "".join(ch for ch in name if ch.isalnum() or ch == "_")
+
+
+def register_errorhandlers(app: Flask) -> None:
+    @app.errorhandler(PortalError)
+    def handle_portal_error(exc: PortalError):
+        if wants_json():
+            response = jsonify(exc.to_dict())
+            response.status_code = exc.status
+            return response
+        return render_template("error.html", status=exc.status, message=exc.message), exc.status
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(exc: HTTPException):
+        status = exc.code or 500
+        if wants_json():
+            message = exc.description or exc.name
+            response = error_response(_http_code(exc), message, status)
+            if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+                response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+            return response
+        return render_template("error.html", status=status, message=exc.description), status
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception):
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        if wants_json():
+            return error_response("internal_error", "An unexpected error occurred.", 500)
+        return render_template("error.html", status=500, message=None), 500

@@ -86,6 +86,14 @@ def deduct() -> Response:
     return json_response(result.to_json(), 201)
 
 
+@bp.post("/credits/deduct-batch")
+@idempotent(201)
+def deduct_batch() -> Response:
+    spends = schemas.spend_lines(schemas.json_body())
+    result = service.deduct_batch(g.organization, spends, g.idempotency)
+    return json_response(result.to_json(), 201)
+
+
 @bp.post("/credits/refund")
 @idempotent(200)
 def refund() -> Response:

@@ -300,6 +300,43 @@ def openapi_document() -> dict[str, Any]:
                 parameters=idem,
             )
         },
+        "/credits/deduct-batch": {
+            "post": _operation(
+                "Charge several lines at once: all of them or none",
+                {
+                    "201": _json(
+                        _obj(
+                            {
+                                "deductions": {"type": "array", "items": _ref("Deduction")},
+                                "credits_deducted": NUMBER,
+                                "remaining_credits": NUMBER,
+                            },
+                            ["deductions", "credits_deducted", "remaining_credits"],
+                        ),
+                        "Charged.",
+                    ),
+                    **_errors(
+                        *AUTH_ERRORS,
+                        *BODY_ERRORS,
+                        (402, "insufficient_credits or department_limit_exceeded"),
+                        (404, "feature_not_found or department_not_found"),
+                        (409, "idempotency_key_in_use"),
+                    ),
+                },
+                body=_obj(
+                    {
+                        "lines": {
+                            "type": "array",
+                            "items": _ref("Spend"),
+                            "minItems": 1,
+                            "maxItems": 100,
+                        }
+                    },
+                    ["lines"],
+                ),
+                parameters=idem,
+            )
+        },
         "/credits/refund": {
             "post": _operation(
                 "Refund all or part of one deduction",

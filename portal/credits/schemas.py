@@ -128,6 +128,28 @@ def spend(body: dict[str, Any]) -> Spend:
     )
 
 
+MAX_BATCH_LINES = 100
+
+
+def spend_lines(body: dict[str, Any]) -> list[Spend]:
+    """``{"lines": [spend, …]}``: 1 to 100 lines, each validated like a single deduct."""
+    lines = body.get("lines")
+    if not isinstance(lines, list) or not lines:
+        raise InvalidRequest("lines", "must be a non-empty array of deductions")
+    if len(lines) > MAX_BATCH_LINES:
+        raise InvalidRequest("lines", f"must have at most {MAX_BATCH_LINES} entries")
+    spends = []
+    for index, line in enumerate(lines):
+        if not isinstance(line, dict):
+            raise InvalidRequest(f"lines[{index}]", "must be an object")
+        try:
+            spends.append(spend(line))
+        except InvalidRequest as exc:
+            field = exc.extra["field"]
+            raise InvalidRequest(f"lines[{index}].{field}", exc.message.split(": ", 1)[1]) from None
+    return spends
+
+
 def integer(value: Any, field: str, *, minimum: int = 1, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
         raise InvalidRequest(field, "must be an integer")

@@ -117,6 +117,20 @@ class Deduction:
 
 
 @dataclass(frozen=True)
+class Batch:
+    lines: list[Deduction]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deductions": [line.to_json() for line in self.lines],
+            "credits_deducted": micros_to_decimal(
+                sum(line.credits_deducted for line in self.lines)
+            ),
+            "remaining_credits": micros_to_decimal(self.lines[-1].remaining_credits),
+        }
+
+
+@dataclass(frozen=True)
 class Refund:
     refund_id: int
     deduction_id: int
@@ -361,20 +375,54 @@ def deduct(
 ) -> Deduction:
     """Charge ``spend`` at today's price, or raise and write nothing."""
     with _transaction(idempotency):
-        feature = active_feature(spend.feature_key)
-        department = (
-            find_department(organization.id, spend.department) if spend.department else None
-        )
-        cost = cost_micros(feature.credits_per_unit, spend.quantity)
-        now = utcnow()
-        if department is not None:
-            _charge_department(department, cost, now)
-        balance, reserved = _debit(organization.id, cost)
+        (result,) = _charge_lines(organization, [spend])
+        if idempotency is not None:
+            idempotency.complete(result.to_json())
+    return result
+
+
+def deduct_batch(
+    organization: Organization, spends: list[Spend], idempotency: IdempotencySlot | None = None
+) -> Batch:
+    """Charge every line or none (an AI call's input and output tokens, say)."""
+    with _transaction(idempotency):
+        lines = _charge_lines(organization, spends)
+        result = Batch(lines)
+        if idempotency is not None:
+            idempotency.complete(result.to_json())
+    return result
+
+
+def _charge_lines(organization: Organization, spends: list[Spend]) -> list[Deduction]:
+    """Price, limit-check and debit all lines as one guarded change, then write their rows."""
+    features = {spend.feature_key: active_feature(spend.feature_key) for spend in spends}
+    departments = {
+        spend.department: find_department(organization.id, spend.department)
+        for spend in spends
+        if spend.department
+    }
+    costs = [cost_micros(features[s.feature_key].credits_per_unit, s.quantity) for s in spends]
+    now = utcnow()
+    per_department: dict[int, int] = {}
+    for spend, cost in zip(spends, costs, strict=True):
+        if spend.department:
+            department_id = departments[spend.department].id
+            per_department[department_id] = per_department.get(department_id, 0) + cost
+    by_id = {department.id: department for department in departments.values()}
+    for department_id in sorted(per_department):  # a fixed lock order: no deadlocks
+        _charge_department(by_id[department_id], per_department[department_id], now)
+    balance, reserved = _debit(organization.id, sum(costs))
+    running = balance + sum(costs)
+    results = []
+    for spend, cost in zip(spends, costs, strict=True):
+        running -= cost
+        feature = features[spend.feature_key]
+        department = departments.get(spend.department) if spend.department else None
         entry_id = _append(
             organization.id,
             "deduct",
             -cost,
-            balance,
+            running,
             feature_key=feature.feature_key,
             unit_price=feature.credits_per_unit,
             quantity=spend.quantity,
@@ -384,10 +432,10 @@ def deduct(
             meta=spend.metadata,
             created_at=now,
         )
-        result = Deduction(entry_id, feature.feature_key, spend.quantity, cost, balance - reserved)
-        if idempotency is not None:
-            idempotency.complete(result.to_json())
-    return result
+        results.append(
+            Deduction(entry_id, feature.feature_key, spend.quantity, cost, running - reserved)
+        )
+    return results
 
 
 def refund(

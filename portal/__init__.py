@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from portal.config import load_config
-from portal.database import engine_options, register_database
-from portal.errors import register_errorhandlers
-from portal.extensions import csrf, db, login_manager, migrate
-from portal.jsonio import ExactJSONProvider
+# Flask and the database stack are imported inside the functions below, not here: other apps
+# install ``portal.client`` alone, and importing it runs this file first.
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides the environment (tests pass their database)."""
+    from flask import Flask
+
+    from portal.config import load_config
+    from portal.database import engine_options
+    from portal.errors import register_errorhandlers
+    from portal.jsonio import ExactJSONProvider
+    from portal.templating import register_template_helpers
+
     app = Flask(
         __name__,
         instance_relative_config=True,
@@ -35,6 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         engine_options(app.config["SQLALCHEMY_DATABASE_URI"], app.config["SQLITE_BUSY_TIMEOUT_MS"]),
     )
     register_extensions(app)
+    register_template_helpers(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
@@ -43,23 +50,43 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     import portal.models  # noqa: F401  (every table known before migrations run)
+    from portal.database import register_database
+    from portal.extensions import csrf, db, login_manager, migrate
 
     db.init_app(app)
     register_database(app, db)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to see that page."
+    login_manager.session_protection = "strong"
 
 
 def register_blueprints(app: Flask) -> None:
     """The whole URL map, in one place."""
+    from portal.admin.api import bp as admin_api_bp
+    from portal.admin.views import bp as admin_bp
+    from portal.auth.views import bp as auth_bp
     from portal.credits.api import bp as api_bp
+    from portal.dashboard.views import bp as dashboard_bp
+    from portal.extensions import csrf
+    from portal.settings.views import bp as settings_bp
 
+    app.register_blueprint(auth_bp)  # /signup /login /logout /invite/<token> /orgs/switch
+    app.register_blueprint(dashboard_bp)  # / /dashboard /usage /usage.csv /transactions
+    app.register_blueprint(settings_bp)  # /settings/api-keys /settings/departments …
+    app.register_blueprint(admin_bp)  # /admin/feature-pricing /admin/organizations
+    app.register_blueprint(admin_api_bp)  # /api/admin/feature-pricing
     app.register_blueprint(api_bp)  # /api/v1/…
     csrf.exempt(api_bp)  # API keys, not cookies, authenticate it: nothing for CSRF to steal
 
 
 def register_commands(app: Flask) -> None:
+    from portal.auth.cli import register_user_commands
     from portal.credits.cli import register_credits_commands
+    from portal.demo import register_demo_command
 
     register_credits_commands(app)
+    register_user_commands(app)
+    register_demo_command(app)

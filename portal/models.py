@@ -1,6 +1,6 @@
 """Every model in one import, for Alembic's autogenerate and for the shell."""
 
-from portal.auth.models import Membership, User
+from portal.auth.models import Invitation, Membership, User
 from portal.credits.models import (
     ApiKey,
     Department,
@@ -8,7 +8,10 @@ from portal.credits.models import (
     IdempotencyRecord,
     LedgerEntry,
     Organization,
+    PriceChange,
     Reservation,
+    UsageRollup,
+    UsageRollupState,
 )
 
 __all__ = [
@@ -16,9 +19,13 @@ __all__ = [
     "Department",
     "FeaturePrice",
     "IdempotencyRecord",
+    "Invitation",
     "LedgerEntry",
     "Membership",
     "Organization",
+    "PriceChange",
     "Reservation",
+    "UsageRollup",
+    "UsageRollupState",
     "User",
 ]

@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,20 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from portal import create_app
 from portal.credits import apikeys, organizations, pricing
-from portal.credits.models import LedgerEntry, Organization, Reservation
+from portal.credits.models import (
+    Department,
+    IdempotencyRecord,
+    LedgerEntry,
+    Organization,
+    Reservation,
+)
 from portal.extensions import db
 from portal.money import parse_micros
+from portal.timeutil import utcnow
 
 PG_ADMIN_URL = os.environ.get("PORTAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -147,6 +155,7 @@ def app(database_url: str, backend: str, request: pytest.FixtureRequest) -> Iter
             "SQLALCHEMY_DATABASE_URI": database_url,
             # Form tests post without tokens; tests marked ``csrf`` prove the refusals.
             "WTF_CSRF_ENABLED": request.node.get_closest_marker("csrf") is not None,
+            "PASSWORD_HASH_FAST": True,
         }
     )
     app.config["BACKEND"] = backend
@@ -181,18 +190,97 @@ def credits(value: str | int | Decimal) -> int:
     return parse_micros(value if not isinstance(value, str) else Decimal(value), allow_zero=True)
 
 
+def balance_row(organization_id: int) -> tuple[int, int]:
+    """(balance, reserved) as stored right now, not as the session last saw them."""
+    row = db.session.execute(
+        select(Organization.balance, Organization.reserved).where(
+            Organization.id == organization_id
+        )
+    ).one()
+    db.session.rollback()
+    return row.balance, row.reserved
+
+
+def ledger_rows(organization_id: int) -> list[LedgerEntry]:
+    """An organization's ledger, oldest first."""
+    db.session.expire_all()
+    return list(
+        db.session.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.organization_id == organization_id)
+            .order_by(LedgerEntry.id)
+        )
+    )
+
+
+def assert_error(response: Any, status: int, code: str, **fields: Any) -> dict[str, Any]:
+    """The contract's error shape: ``{"error": {"code", "message", ...fields}}``, nothing else."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    assert list(response.json) == ["error"]
+    error = response.json["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    for name, value in fields.items():
+        assert error[name] == value, name
+    return error
+
+
+@pytest.fixture
+def db_state(app: Flask) -> Callable[[], dict[str, list[tuple]]]:
+    """A snapshot of every row a credits operation could write: equal snapshots, nothing written."""
+
+    def snapshot() -> dict[str, list[tuple]]:
+        queries = {
+            "ledger": select(LedgerEntry.id, LedgerEntry.amount).order_by(LedgerEntry.id),
+            "organizations": select(
+                Organization.id, Organization.balance, Organization.reserved
+            ).order_by(Organization.id),
+            "reservations": select(Reservation.id, Reservation.status).order_by(Reservation.id),
+            "departments": select(
+                Department.id,
+                Department.monthly_limit,
+                Department.used_this_month,
+                Department.usage_month,
+            ).order_by(Department.id),
+            "idempotency": select(IdempotencyRecord.id, IdempotencyRecord.state).order_by(
+                IdempotencyRecord.id
+            ),
+        }
+        state = {name: [tuple(row) for row in db.session.execute(q)] for name, q in queries.items()}
+        db.session.rollback()
+        return state
+
+    return snapshot
+
+
+@pytest.fixture
+def expire_hold(app: Flask) -> Callable[[int], None]:
+    """Make a reservation lapse by moving its expiry into the past, straight in the database."""
+
+    def expire(reservation_id: int) -> None:
+        db.session.execute(
+            update(Reservation)
+            .where(Reservation.id == reservation_id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+        db.session.commit()
+
+    return expire
+
+
 @dataclass
 class OrgFixture:
-    organization: Organization
+    """An organization made by ``make_org``; ids are kept as plain values so the fixture
+    survives the session being removed at the end of each request."""
+
+    id: int
+    slug: str
     api_key: str
 
     @property
-    def id(self) -> int:
-        return self.organization.id
-
-    @property
-    def slug(self) -> str:
-        return self.organization.slug
+    def organization(self) -> Organization:
+        return db.session.get(Organization, self.id)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -207,7 +295,7 @@ def make_org(app: Flask) -> Callable[..., OrgFixture]:
         slug = slug or f"org-{next(counter)}"
         organization = organizations.create_organization(slug, slug.title(), credits(balance))
         key = apikeys.create_api_key(organization.id, "test key")
-        return OrgFixture(organization, key.secret)
+        return OrgFixture(organization.id, organization.slug, key.secret)
 
     return build
 
@@ -260,3 +348,56 @@ class Api:
 @pytest.fixture
 def api(client: FlaskClient) -> Api:
     return Api(client)
+
+
+DEFAULT_PASSWORD = "correct-horse-9"
+
+
+@pytest.fixture
+def make_user(app: Flask) -> Callable[..., Any]:
+    """A user, optionally with a role in an organization: make_user(org=org, role="member")."""
+    from portal.auth import service as people
+
+    counter = iter(range(1, 10_000))
+
+    def build(
+        email: str | None = None,
+        *,
+        password: str = DEFAULT_PASSWORD,
+        org: OrgFixture | None = None,
+        role: str = "owner",
+        admin: bool = False,
+    ):
+        user = people.create_user(
+            email or f"user{next(counter)}@example.com", password, is_admin=admin
+        )
+        if org is not None:
+            people.add_membership(user, org.id, role)
+        return user
+
+    return build
+
+
+class AuthActions:
+    """Log in and out through the real forms, like a browser would."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def login(self, email: str, password: str = DEFAULT_PASSWORD):
+        response = self.client.post("/login", data={"email": email, "password": password})
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        return response
+
+    def logout(self):
+        return self.client.post("/logout")
+
+    def signup(self, email: str, organization: str, password: str = DEFAULT_PASSWORD):
+        return self.client.post(
+            "/signup", data={"email": email, "password": password, "organization": organization}
+        )
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> AuthActions:
+    return AuthActions(client)

@@ -46,3 +46,25 @@ class Membership(db.Model):
     @property
     def can_manage(self) -> bool:
         return self.role in ("owner", "admin")
+
+
+class Invitation(db.Model):
+    """A one-time link that lets someone join an organization with a role."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        CheckConstraint("role IN ('owner', 'admin', 'member')", name="invitation_role"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    email: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    accepted_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    organization = relationship("Organization")

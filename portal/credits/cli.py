@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from portal.credits import apikeys, demo, idempotency, organizations, pricing, service
+from portal.credits import apikeys, idempotency, organizations, pricing, service
 from portal.errors import PortalError
 from portal.money import AmountError, format_credits, parse_micros
 
@@ -121,21 +121,3 @@ def register_credits_commands(app: Flask) -> None:
 
         removed = idempotency.purge_expired(timedelta(hours=older_than_hours))
         click.echo(f"Removed {removed} idempotency records.")
-
-    @app.cli.command("demo")
-    def demo_command() -> None:
-        """Idempotent demo data: the catalogue, a demo organization, 90 days of usage."""
-        result = demo.create_demo()
-        organization = result.organization
-        if result.created:
-            click.echo(
-                f"Demo organization '{organization.slug}' with {result.entries} ledger rows, "
-                f"balance {format_credits(service.get_balance(organization).balance)} credits."
-            )
-            click.echo("Demo API key (shown once):")
-            click.echo(result.api_key)
-        else:
-            click.echo(
-                f"Demo organization '{organization.slug}' already exists; "
-                f"make another key with: flask apikey create {organization.slug}"
-            )

@@ -6,7 +6,7 @@ writes ``balance``, ``reserved`` and ledger rows.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -126,6 +126,23 @@ class FeaturePrice(db.Model):
         }
 
 
+class PriceChange(db.Model):
+    """Who changed which price, when, from what to what: the pricing editor's history."""
+
+    __tablename__ = "price_changes"
+    __table_args__ = (Index("ix_price_changes_feature", "feature_key", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    feature_price_id: Mapped[int | None] = mapped_column(
+        ForeignKey("feature_prices.id", ondelete="SET NULL")
+    )
+    feature_key: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(20))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class LedgerEntry(db.Model):
     """One append-only row per balance change; never updated, never deleted."""
 
@@ -141,6 +158,7 @@ class LedgerEntry(db.Model):
         Index("ix_ledger_org_id", "organization_id", "id"),
         Index("ix_ledger_org_kind_id", "organization_id", "kind", "id"),
         Index("ix_ledger_org_created", "organization_id", "created_at"),
+        Index("ix_ledger_org_feature_id", "organization_id", "feature_key", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -213,3 +231,34 @@ class IdempotencyRecord(db.Model):
     response_status: Mapped[int | None]
     response_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class UsageRollup(db.Model):
+    """Usage per organization, day, feature and department, summed from the ledger.
+
+    Charts and month totals read this instead of scanning millions of ledger rows. It is
+    filled incrementally by ledger id (see ``portal.credits.rollup``), so every row is counted
+    exactly once, backdated imports included, and the deduct hot path never writes here.
+    """
+
+    __tablename__ = "usage_rollups"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "day", "feature_key", "department_id"),
+        Index("ix_usage_rollups_org_day", "organization_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    day: Mapped[date]
+    feature_key: Mapped[str] = mapped_column(String(100), default="")
+    department_id: Mapped[int] = mapped_column(Integer, default=0)
+    credits: Mapped[int] = mapped_column(BigInteger, default=0)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class UsageRollupState(db.Model):
+    __tablename__ = "usage_rollup_states"
+
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    last_ledger_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -66,7 +66,7 @@ class Page:
     next_cursor_id: int | None
 
 
-def _department_names(organization_id: int) -> dict[int, str]:
+def department_names(organization_id: int) -> dict[int, str]:
     return dict(
         db.session.execute(
             select(Department.id, Department.name).where(
@@ -95,6 +95,23 @@ def ledger_row_json(entry: LedgerEntry, departments: dict[int, str]) -> dict[str
     }
 
 
+def ledger_entries(
+    filters: LedgerFilter,
+    *,
+    kinds: tuple[str, ...] | None,
+    limit: int,
+    before_id: int | None = None,
+) -> tuple[list[LedgerEntry], int | None]:
+    """One page of ledger rows, newest first, and the id to continue below (or None)."""
+    stmt = filters.apply(select(LedgerEntry), kinds)
+    if before_id is not None:
+        stmt = stmt.where(LedgerEntry.id < before_id)
+    entries = list(db.session.scalars(stmt.order_by(LedgerEntry.id.desc()).limit(limit + 1)))
+    has_more = len(entries) > limit
+    entries = entries[:limit]
+    return entries, (entries[-1].id if has_more else None)
+
+
 def ledger_page(
     filters: LedgerFilter,
     *,
@@ -102,37 +119,32 @@ def ledger_page(
     limit: int,
     before_id: int | None = None,
 ) -> Page:
-    stmt = filters.apply(select(LedgerEntry), kinds)
-    if before_id is not None:
-        stmt = stmt.where(LedgerEntry.id < before_id)
-    entries = list(db.session.scalars(stmt.order_by(LedgerEntry.id.desc()).limit(limit + 1)))
-    departments = _department_names(filters.organization_id)
-    has_more = len(entries) > limit
-    entries = entries[:limit]
-    return Page(
-        [ledger_row_json(entry, departments) for entry in entries],
-        entries[-1].id if has_more else None,
+    entries, next_id = ledger_entries(filters, kinds=kinds, limit=limit, before_id=before_id)
+    departments = department_names(filters.organization_id)
+    return Page([ledger_row_json(entry, departments) for entry in entries], next_id)
+
+
+def refunded_amounts(deduction_ids: list[int]) -> dict[int, int]:
+    """How much of each deduction was refunded so far."""
+    if not deduction_ids:
+        return {}
+    return dict(
+        db.session.execute(
+            select(LedgerEntry.refund_of_id, func.sum(LedgerEntry.amount))
+            .where(LedgerEntry.refund_of_id.in_(deduction_ids))
+            .group_by(LedgerEntry.refund_of_id)
+        ).all()
     )
 
 
 def usage_page(filters: LedgerFilter, *, limit: int, before_id: int | None = None) -> Page:
     """Deductions, newest first, each with how much of it was refunded since."""
     page = ledger_page(filters, kinds=("deduct",), limit=limit, before_id=before_id)
-    ids = [row["id"] for row in page.rows]
-    refunded = (
-        dict(
-            db.session.execute(
-                select(LedgerEntry.refund_of_id, func.sum(LedgerEntry.amount))
-                .where(LedgerEntry.refund_of_id.in_(ids))
-                .group_by(LedgerEntry.refund_of_id)
-            ).all()
-        )
-        if ids
-        else {}
-    )
+    refunded = refunded_amounts([row["id"] for row in page.rows])
     for row in page.rows:
         row["credits"] = -row.pop("amount")
-        row["credits_refunded"] = micros_to_decimal(refunded.get(row["id"], 0))
+        # int(): PostgreSQL sums BIGINT as NUMERIC.
+        row["credits_refunded"] = micros_to_decimal(int(refunded.get(row["id"], 0)))
         for key in ("kind", "balance_after", "refund_of"):
             row.pop(key)
     return page
@@ -210,4 +222,15 @@ def feature_by_key(feature_key: str) -> FeaturePrice | None:
         select(FeaturePrice).where(
             FeaturePrice.feature_key == feature_key, FeaturePrice.archived_at.is_(None)
         )
+    )
+
+
+def feature_choices() -> list[tuple[str, str]]:
+    """(feature_key, category) of every priced feature, archived ones included."""
+    return list(
+        db.session.execute(
+            select(FeaturePrice.feature_key, FeaturePrice.category).order_by(
+                FeaturePrice.feature_key
+            )
+        ).all()
     )

@@ -1,0 +1,88 @@
+"""Who may see what: the current organization and the role checks views declare."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import flash, g, redirect, request, session, url_for
+from flask_login import current_user
+
+from portal.auth.models import Membership, User
+from portal.errors import Forbidden, Unauthorized, wants_json
+from portal.extensions import db, login_manager
+
+SESSION_ORG_KEY = "organization_id"
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+
+
+def current_membership() -> Membership | None:
+    """The membership of the organization the user is working in (remembered per session)."""
+    if "membership" in g:
+        return g.membership
+    membership = None
+    if current_user.is_authenticated:
+        memberships = {m.organization_id: m for m in current_user.memberships}
+        membership = memberships.get(session.get(SESSION_ORG_KEY))
+        if membership is None and memberships:
+            membership = min(memberships.values(), key=lambda m: m.id)
+            session[SESSION_ORG_KEY] = membership.organization_id
+    g.membership = membership
+    return membership
+
+
+def _to_login() -> Any:
+    if wants_json():
+        raise Unauthorized("Sign in first.")
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def member_required(view: Callable) -> Callable:
+    """Signed in and a member of an organization; exposes ``g.membership``."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return _to_login()
+        if current_membership() is None:
+            if current_user.is_admin:
+                return redirect(url_for("admin.organizations"))
+            raise Forbidden("Your account is not a member of any organization yet.")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def manager_required(view: Callable) -> Callable:
+    """Owners and admins manage API keys, departments, members and billing."""
+
+    @wraps(view)
+    @member_required
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not g.membership.can_manage:
+            raise Forbidden("Only owners and admins of this organization can do that.")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def platform_admin_required(view: Callable) -> Callable:
+    """Platform admins only: JSON callers get 401/403, browsers go to the login page."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_user.is_authenticated and current_user.is_admin:
+            return view(*args, **kwargs)
+        if wants_json():
+            if not current_user.is_authenticated:
+                raise Unauthorized("Sign in as a platform admin.")
+            raise Forbidden("Platform admins only.")
+        flash("That page is for platform admins. Sign in with an admin account.", "error")
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+    return wrapper

@@ -1,0 +1,96 @@
+"""Sign up, log in and out, accept invitations, switch organization."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from portal.auth import service
+from portal.auth.access import SESSION_ORG_KEY
+from portal.auth.forms import LoginForm, SignupForm
+from portal.errors import Forbidden, NotFound, PortalError
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(default: str) -> str:
+    """Only follow ``next`` to a path on this site, never to another host."""
+    target = request.args.get("next", "")
+    parts = urlsplit(target)
+    if target.startswith("/") and not target.startswith("//") and not parts.netloc:
+        return target
+    return default
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    form = SignupForm()
+    if form.validate_on_submit():
+        try:
+            result = service.signup(form.email.data, form.password.data, form.organization.data)
+        except service.EmailTaken as exc:
+            form.email.errors.append(exc.message)
+        except PortalError as exc:
+            field = exc.extra.get("field")
+            target = getattr(form, field, form.organization) if field else form.organization
+            target.errors.append(exc.message.split(": ", 1)[-1])
+        else:
+            login_user(result.user)
+            session[SESSION_ORG_KEY] = result.organization.id
+            flash(f"Welcome! {result.organization.name} is ready.", "success")
+            return redirect(url_for("dashboard.index"))
+    status = 422 if form.errors else 200
+    return render_template("auth/signup.html", form=form), status
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = service.authenticate(form.email.data, form.password.data)
+        if user is not None:
+            login_user(user, remember=form.remember.data)
+            session.pop(SESSION_ORG_KEY, None)
+            default = (
+                url_for("admin.feature_pricing")
+                if (user.is_admin and not user.memberships)
+                else url_for("dashboard.index")
+            )
+            return redirect(_safe_next(default))
+        form.password.errors.append("Email or password is not right.")
+    status = 422 if form.errors else 200
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.post("/logout")
+def logout():
+    logout_user()
+    session.clear()
+    flash("You are logged out.", "success")
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/orgs/switch")
+@login_required
+def switch_organization():
+    organization_id = request.form.get("organization_id", type=int)
+    if not any(m.organization_id == organization_id for m in current_user.memberships):
+        raise Forbidden("You are not a member of that organization.")
+    session[SESSION_ORG_KEY] = organization_id
+    return redirect(_safe_next(url_for("dashboard.index")))
+
+
+@bp.route("/invite/<token>", methods=["GET", "POST"])
+def accept_invitation(token: str):
+    try:
+        invitation = service.invitation_for(token)
+    except NotFound as exc:
+        return render_template("auth/invitation.html", error=exc.message), 404
+    if request.method == "POST" and current_user.is_authenticated:
+        membership = service.accept_invitation(token, current_user)
+        session[SESSION_ORG_KEY] = membership.organization_id
+        flash(f"You joined {invitation.organization.name} as {membership.role}.", "success")
+        return redirect(url_for("dashboard.index"))
+    return render_template("auth/invitation.html", invitation=invitation, token=token)

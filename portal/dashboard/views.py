@@ -1,0 +1,152 @@
+"""The user dashboard: overview, usage chart, usage history (and CSV), transactions."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    Response,
+    g,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user
+
+from portal.auth.access import member_required
+from portal.credits import queries as ledger
+from portal.dashboard import charts, export, queries
+from portal.dashboard.filters import UsageFilterForm
+from portal.timeutil import utcnow
+
+bp = Blueprint("dashboard", __name__)
+PAGE_SIZE = 50
+
+
+def _days() -> int:
+    days = request.args.get("days", type=int) or 30
+    return days if days in queries.CHART_RANGES else 30
+
+
+@bp.get("/")
+def home():
+    if current_user.is_authenticated:
+        return redirect(url_for("dashboard.index"))
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/dashboard")
+@member_required
+def index():
+    organization = g.membership.organization
+    days = _days()
+    overview = queries.overview(organization)
+    entries, _ = ledger.ledger_entries(ledger.LedgerFilter(organization.id), kinds=None, limit=6)
+    return render_template(
+        "dashboard/index.html",
+        overview=overview,
+        days=days,
+        chart=charts.stacked_daily_chart(queries.daily_usage(organization.id, days)),
+        top=queries.top_features(organization.id, days),
+        recent=entries,
+    )
+
+
+@bp.get("/dashboard/chart")
+@member_required
+def chart():
+    """The chart card alone, swapped in by the 7/30/90-day switch."""
+    organization = g.membership.organization
+    days = _days()
+    queries.overview(organization)  # brings the rollup up to date
+    return render_template(
+        "dashboard/_usage_chart.html",
+        days=days,
+        chart=charts.stacked_daily_chart(queries.daily_usage(organization.id, days)),
+        top=queries.top_features(organization.id, days),
+    )
+
+
+def _filter_form(organization_id: int) -> UsageFilterForm:
+    form = UsageFilterForm(request.args)
+    prices = ledger.feature_choices()
+    form.feature.choices = [("", "All features")] + [(key, key) for key, _ in prices]
+    categories = sorted({category for _, category in prices})
+    form.category.choices = [("", "All categories")] + [(c, c) for c in categories]
+    form.department.choices = [("", "All departments")] + [
+        (d.name, d.name) for d in ledger.list_departments(organization_id)
+    ]
+    return form
+
+
+@bp.get("/usage")
+@member_required
+def usage():
+    organization_id = g.membership.organization_id
+    form = _filter_form(organization_id)
+    if not form.validate():
+        return render_template(
+            "dashboard/usage.html",
+            form=form,
+            entries=[],
+            refunded={},
+            departments={},
+            next_url=None,
+            newest_url=None,
+        ), 422
+    before_id = request.args.get("before", type=int)
+    entries, next_id = ledger.ledger_entries(
+        form.to_filter(organization_id), kinds=("deduct",), limit=PAGE_SIZE, before_id=before_id
+    )
+    args = form.query_args()
+    return render_template(
+        "dashboard/usage.html",
+        form=form,
+        entries=entries,
+        refunded=ledger.refunded_amounts([entry.id for entry in entries]),
+        departments=ledger.department_names(organization_id),
+        next_url=url_for("dashboard.usage", before=next_id, **args) if next_id else None,
+        newest_url=url_for("dashboard.usage", **args) if before_id else None,
+        csv_url=url_for("dashboard.usage_csv", **args),
+    )
+
+
+@bp.get("/usage.csv")
+@member_required
+def usage_csv():
+    organization_id = g.membership.organization_id
+    form = _filter_form(organization_id)
+    if not form.validate():
+        return render_template(
+            "dashboard/usage.html",
+            form=form,
+            entries=[],
+            refunded={},
+            departments={},
+            next_url=None,
+            newest_url=None,
+        ), 422
+    filename = f"usage-{g.membership.organization.slug}-{utcnow():%Y%m%d-%H%M%S}.csv"
+    return Response(
+        stream_with_context(export.usage_csv(form.to_filter(organization_id))),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.get("/transactions")
+@member_required
+def transactions():
+    organization_id = g.membership.organization_id
+    before_id = request.args.get("before", type=int)
+    entries, next_id = ledger.ledger_entries(
+        ledger.LedgerFilter(organization_id), kinds=None, limit=PAGE_SIZE, before_id=before_id
+    )
+    return render_template(
+        "dashboard/transactions.html",
+        entries=entries,
+        departments=ledger.department_names(organization_id),
+        next_url=url_for("dashboard.transactions", before=next_id) if next_id else None,
+        newest_url=url_for("dashboard.transactions") if before_id else None,
+    )

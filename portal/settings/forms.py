@@ -1,0 +1,52 @@
+"""Organization settings forms."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import StringField
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+
+from portal.credits.schemas import DEPARTMENT_NAME
+from portal.money import AmountError, parse_micros
+
+
+class CreditsField(StringField):
+    """A decimal amount of credits (≤ 6 places) that becomes micro-credits in ``micros``."""
+
+    def __init__(self, *args, allow_negative: bool = False, allow_zero: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.allow_negative = allow_negative
+        self.allow_zero = allow_zero
+        self.micros: int | None = None
+
+    def pre_validate(self, form: FlaskForm) -> None:
+        self.micros = None
+        raw = (self.data or "").strip().replace(",", "")
+        if not raw:
+            return
+        try:
+            self.micros = parse_micros(
+                raw, allow_negative=self.allow_negative, allow_zero=self.allow_zero
+            )
+        except AmountError as exc:
+            raise ValidationError(f"Amount {exc}.") from None
+
+
+class ApiKeyForm(FlaskForm):
+    name = StringField("Key name", validators=[DataRequired(), Length(max=100)])
+
+
+class DepartmentForm(FlaskForm):
+    name = StringField(
+        "Department name",
+        validators=[
+            DataRequired(),
+            Length(max=64),
+            Regexp(DEPARTMENT_NAME, message="Use letters, digits, spaces, '.', '_' or '-'."),
+        ],
+    )
+    monthly_limit = CreditsField("Monthly limit (credits)", validators=[Optional()])
+
+
+class DepartmentLimitForm(FlaskForm):
+    monthly_limit = CreditsField("Monthly limit", validators=[Optional()])

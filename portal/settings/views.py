@@ -1,0 +1,170 @@
+"""Organization settings: API keys, departments and members (owners and admins manage)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, g, redirect, render_template, url_for
+from flask_login import current_user
+
+from portal.auth import service as people
+from portal.auth.access import manager_required, member_required
+from portal.auth.forms import InviteForm, RoleForm
+from portal.credits import apikeys, queries, service
+from portal.credits.errors import DepartmentNotFound
+from portal.errors import PortalError
+from portal.settings.forms import ApiKeyForm, DepartmentForm, DepartmentLimitForm
+from portal.timeutil import month_key, utcnow
+
+bp = Blueprint("settings", __name__, url_prefix="/settings")
+
+
+@bp.get("")
+@member_required
+def index():
+    return redirect(
+        url_for("settings.api_keys" if g.membership.can_manage else "settings.departments")
+    )
+
+
+def _render_api_keys(form: ApiKeyForm, new_secret: str | None = None, status: int = 200):
+    keys = apikeys.list_api_keys(g.membership.organization_id)
+    return render_template(
+        "settings/api_keys.html", form=form, keys=keys, new_secret=new_secret
+    ), status
+
+
+@bp.get("/api-keys")
+@manager_required
+def api_keys():
+    return _render_api_keys(ApiKeyForm())
+
+
+@bp.post("/api-keys")
+@manager_required
+def create_api_key():
+    form = ApiKeyForm()
+    if not form.validate():
+        return _render_api_keys(form, status=422)
+    new = apikeys.create_api_key(g.membership.organization_id, form.name.data, current_user.id)
+    flash(f"API key “{new.key.name}” created. Copy it now: it is shown only once.", "success")
+    return _render_api_keys(ApiKeyForm(formdata=None), new_secret=new.secret, status=201)
+
+
+@bp.post("/api-keys/<int:key_id>/revoke")
+@manager_required
+def revoke_api_key(key_id: int):
+    key = apikeys.revoke_api_key(g.membership.organization_id, key_id)
+    flash(f"API key “{key.name}” ({key.prefix}…) revoked.", "success")
+    return redirect(url_for("settings.api_keys"))
+
+
+def _render_departments(form: DepartmentForm, status: int = 200):
+    departments = queries.list_departments(g.membership.organization_id)
+    return render_template(
+        "settings/departments.html",
+        form=form,
+        departments=departments,
+        limit_form=DepartmentLimitForm(formdata=None),
+        month=month_key(utcnow()),
+    ), status
+
+
+@bp.get("/departments")
+@member_required
+def departments():
+    return _render_departments(DepartmentForm())
+
+
+@bp.post("/departments")
+@manager_required
+def create_department():
+    form = DepartmentForm()
+    if not form.validate():
+        return _render_departments(form, 422)
+    organization_id = g.membership.organization_id
+    if any(d.name == form.name.data for d in queries.list_departments(organization_id)):
+        form.name.errors.append("A department with this name exists already.")
+        return _render_departments(form, 422)
+    service.set_department_limit(organization_id, form.name.data, form.monthly_limit.micros)
+    flash(f"Department “{form.name.data}” created.", "success")
+    return redirect(url_for("settings.departments"))
+
+
+@bp.post("/departments/<int:department_id>/limit")
+@manager_required
+def set_department_limit(department_id: int):
+    organization_id = g.membership.organization_id
+    department = next(
+        (d for d in queries.list_departments(organization_id) if d.id == department_id), None
+    )
+    if department is None:
+        raise DepartmentNotFound(str(department_id))
+    form = DepartmentLimitForm()
+    if not form.validate():
+        flash(f"{department.name}: {'; '.join(form.monthly_limit.errors)}", "error")
+        return _render_departments(DepartmentForm(formdata=None), 422)
+    service.set_department_limit(organization_id, department.name, form.monthly_limit.micros)
+    state = "cleared" if form.monthly_limit.micros is None else "updated"
+    flash(f"Monthly limit of “{department.name}” {state}.", "success")
+    return redirect(url_for("settings.departments"))
+
+
+def _render_members(form: InviteForm, invite_url: str | None = None, status: int = 200):
+    organization_id = g.membership.organization_id
+    return render_template(
+        "settings/members.html",
+        form=form,
+        members=people.members_of(organization_id),
+        invitations=people.pending_invitations(organization_id),
+        invite_url=invite_url,
+        role_form=RoleForm(formdata=None),
+    ), status
+
+
+@bp.get("/members")
+@member_required
+def members():
+    return _render_members(InviteForm())
+
+
+@bp.post("/members")
+@manager_required
+def invite_member():
+    form = InviteForm()
+    if not form.validate():
+        return _render_members(form, status=422)
+    if form.role.data == "owner" and g.membership.role != "owner":
+        form.role.errors.append("Only an owner can invite another owner.")
+        return _render_members(form, status=422)
+    new = people.invite(
+        g.membership.organization_id, form.role.data, form.email.data or None, current_user
+    )
+    url = url_for("auth.accept_invitation", token=new.token, _external=True)
+    flash("Invitation created. Send this one-time link to the person you invite.", "success")
+    return _render_members(InviteForm(formdata=None), invite_url=url, status=201)
+
+
+@bp.post("/members/<int:membership_id>/role")
+@manager_required
+def change_role(membership_id: int):
+    form = RoleForm()
+    try:
+        if not form.validate():
+            raise PortalError("Choose a valid role.")
+        member = people.change_role(
+            g.membership.organization_id, membership_id, form.role.data, g.membership
+        )
+        flash(f"{member.user.email} is now {member.role}.", "success")
+    except PortalError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("settings.members"))
+
+
+@bp.post("/members/<int:membership_id>/remove")
+@manager_required
+def remove_member(membership_id: int):
+    try:
+        people.remove_member(g.membership.organization_id, membership_id, g.membership)
+        flash("Member removed.", "success")
+    except PortalError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("settings.members"))

@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := wsgi
 
-.PHONY: install run serve test lint format bench clean
+.PHONY: install run serve test lint format bench bench-pages bench-client screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,19 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+## Benchmarks (PostgreSQL): deducts over HTTP vs raw SQL; pages with 1M ledger rows; client
 bench: install
 	$(BIN)/python -m tests.benchmarks.bench_deduct
+
+bench-pages: install
+	$(BIN)/python -m tests.benchmarks.bench_pages
+
+bench-client: install
+	$(BIN)/python -m tests.benchmarks.bench_client
+
+## PNG screenshots of the main pages at desktop and phone widths (needs chromium)
+screenshots: install
+	$(BIN)/python -m tests.e2e.screenshots --out screenshots
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

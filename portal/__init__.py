@@ -45,7 +45,28 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
+    register_server_timing(app)
     return app
+
+
+def register_server_timing(app: Flask) -> None:
+    """A ``Server-Timing`` header on every response: the app's own time, for benchmarks and
+    for anyone looking at a slow page in the browser's network panel."""
+    import time
+
+    from flask import g
+
+    @app.before_request
+    def start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def add_server_timing(response):
+        started = g.get("request_started")
+        if started is not None:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"
+        return response
 
 
 def register_extensions(app: Flask) -> None:

@@ -182,7 +182,7 @@ def _matches(rule, path: str) -> bool:
 
 
 def test_invitation_of_other_org_cannot_be_reused_for_mine(client, two_orgs, auth):
-    mine, theirs, *_ = two_orgs
+    _mine, theirs, *_ = two_orgs
     from portal.auth import service as people
 
     victim = people.find_user("victim@example.com")

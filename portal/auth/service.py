@@ -31,6 +31,8 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 def _password_hasher() -> PasswordHasher:
     return _fast_hasher if current_app.config.get("PASSWORD_HASH_FAST") else _hasher
+
+
 INVITATION_LIFETIME = timedelta(days=7)
 MIN_PASSWORD_LENGTH = 8
 

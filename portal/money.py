@@ -11,6 +11,9 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 MICRO = 1_000_000
 PLACES = 6
 _QUANT = Decimal(1).scaleb(-PLACES)
+# The most a BIGINT column holds; larger amounts are refused here instead of failing later.
+MAX_MICROS = 2**63 - 1
+_MAX_AMOUNT = Decimal(MAX_MICROS).scaleb(-PLACES)
 
 
 class AmountError(ValueError):
@@ -40,6 +43,8 @@ def to_decimal(value: object) -> Decimal:
 def parse_micros(value: object, *, allow_zero: bool = False, allow_negative: bool = False) -> int:
     """Parse a decimal amount with at most 6 places into integer micro-units."""
     amount = to_decimal(value)
+    if abs(amount) > _MAX_AMOUNT:
+        raise AmountError(f"is too large (the limit is {_MAX_AMOUNT})")
     if amount != amount.quantize(_QUANT, rounding=ROUND_HALF_UP):
         raise AmountError(f"must have at most {PLACES} decimal places")
     if amount < 0 and not allow_negative:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.credits.errors import (
@@ -45,6 +45,29 @@ from portal.money import MICRO, cost_micros, micros_to_decimal
 from portal.timeutil import isoformat_z, month_key, utcnow
 
 NO_SYNC = {"synchronize_session": False}
+
+# The deduct hot path's statements, built once with bound parameters: SQLAlchemy then neither
+# rebuilds nor re-keys them per call, and on Core tables they skip the ORM's bulk machinery.
+_organizations = Organization.__table__
+_ledger = LedgerEntry.__table__
+_DEBIT = (
+    update(_organizations)
+    .where(
+        _organizations.c.id == bindparam("organization_id"),
+        _organizations.c.balance - _organizations.c.reserved >= bindparam("needed"),
+    )
+    .values(
+        balance=_organizations.c.balance - bindparam("cost"),
+        reserved=_organizations.c.reserved + bindparam("hold"),
+    )
+    .returning(_organizations.c.balance, _organizations.c.reserved)
+)
+_APPEND = insert(_ledger).returning(_ledger.c.id)
+_ACTIVE_FEATURE = select(FeaturePrice).where(
+    FeaturePrice.feature_key == bindparam("feature_key"),
+    FeaturePrice.active.is_(True),
+    FeaturePrice.archived_at.is_(None),
+)
 
 
 class DuplicateGrant(Conflict):
@@ -211,13 +234,7 @@ def _transaction(idempotency: IdempotencySlot | None = None) -> Iterator[None]:
 
 
 def active_feature(feature_key: str) -> FeaturePrice:
-    feature = db.session.scalar(
-        select(FeaturePrice).where(
-            FeaturePrice.feature_key == feature_key,
-            FeaturePrice.active.is_(True),
-            FeaturePrice.archived_at.is_(None),
-        )
-    )
+    feature = db.session.scalar(_ACTIVE_FEATURE, {"feature_key": feature_key})
     if feature is None:
         raise FeatureNotFound(feature_key)
     return feature
@@ -276,25 +293,33 @@ def _debit(organization_id: int, cost: int, *, hold: int = 0) -> tuple[int, int]
 
     Returns (balance, reserved) after. Expired holds only ever make ``available`` look smaller,
     so they are swept only when the fast conditional UPDATE fails; the hot path stays one
-    statement.
+    statement. The ``reserved`` returned leaves out lapsed holds (see ``_unlapsed``).
     """
-    stmt = (
-        update(Organization)
-        .where(
-            Organization.id == organization_id,
-            Organization.balance - Organization.reserved >= cost + hold,
-        )
-        .values(balance=Organization.balance - cost, reserved=Organization.reserved + hold)
-        .returning(Organization.balance, Organization.reserved)
-        .execution_options(**NO_SYNC)
-    )
-    row = db.session.execute(stmt).one_or_none()
+    params = {"organization_id": organization_id, "cost": cost, "hold": hold, "needed": cost + hold}
+    row = db.session.execute(_DEBIT, params).one_or_none()
     if row is None and release_expired_holds(organization_id):
-        row = db.session.execute(stmt).one_or_none()
+        row = db.session.execute(_DEBIT, params).one_or_none()
     if row is None:
         balance, reserved = _balance_row(organization_id)
         raise InsufficientCredits(cost + hold, balance - reserved)
-    return row.balance, row.reserved
+    return row.balance, _unlapsed(organization_id, row.reserved, hold)
+
+
+def _unlapsed(organization_id: int, reserved: int, fresh: int = 0) -> int:
+    """``reserved`` without lapsed holds not swept yet, so a reported ``available`` never counts
+    an expired hold. Only read (no locks) and only when holds other than ``fresh`` exist: the
+    sweep itself stays on paths that lock reservations before the organization row.
+    """
+    if reserved <= fresh:
+        return reserved
+    lapsed = db.session.scalar(
+        select(func.coalesce(func.sum(Reservation.amount), 0)).where(
+            Reservation.organization_id == organization_id,
+            Reservation.status == "open",
+            Reservation.expires_at <= utcnow(),
+        )
+    )
+    return reserved - int(lapsed)
 
 
 def _credit(organization_id: int, amount: int, *, release: int = 0) -> tuple[int, int]:
@@ -305,7 +330,7 @@ def _credit(organization_id: int, amount: int, *, release: int = 0) -> tuple[int
         .returning(Organization.balance, Organization.reserved)
         .execution_options(**NO_SYNC)
     ).one()
-    return row.balance, row.reserved
+    return row.balance, _unlapsed(organization_id, row.reserved)
 
 
 def _charge_department(department: Department, cost: int, now: datetime) -> None:
@@ -329,16 +354,17 @@ def _charge_department(department: Department, cost: int, now: datetime) -> None
 
 def _append(organization_id: int, kind: str, amount: int, balance_after: int, **fields: Any) -> int:
     fields.setdefault("created_at", utcnow())
+    if "meta" in fields:  # the column behind ``LedgerEntry.meta`` is named "metadata"
+        fields["metadata"] = fields.pop("meta")
     return db.session.scalar(
-        insert(LedgerEntry)
-        .values(
-            organization_id=organization_id,
-            kind=kind,
-            amount=amount,
-            balance_after=balance_after,
+        _APPEND,
+        {
+            "organization_id": organization_id,
+            "kind": kind,
+            "amount": amount,
+            "balance_after": balance_after,
             **fields,
-        )
-        .returning(LedgerEntry.id)
+        },
     )
 
 
@@ -466,9 +492,12 @@ def refund(
         db.session.execute(
             select(Organization.id).where(Organization.id == organization.id).with_for_update()
         )
-        refunded = db.session.scalar(
-            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-                LedgerEntry.refund_of_id == deduction.id
+        # int(): PostgreSQL sums BIGINT as NUMERIC, which would reach the API as a Decimal.
+        refunded = int(
+            db.session.scalar(
+                select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                    LedgerEntry.refund_of_id == deduction.id
+                )
             )
         )
         refundable = -deduction.amount - refunded

@@ -1,0 +1,242 @@
+"""Admin organizations: the list, one organization's page, and credit adjustments."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from portal.admin import queries
+from tests.conftest import balance_row, credits, ledger_rows
+from tests.web_helpers import Web, csrf_token
+
+
+@pytest.fixture
+def web(client) -> Web:
+    return Web(client)
+
+
+@pytest.fixture
+def admin(web):
+    return web.login_admin()
+
+
+@pytest.fixture
+def acme(make_org, make_price, api, web):
+    """An organization with usage this month and two members."""
+    make_price("gen", "2.5")
+    org = make_org(balance=100, slug="acme")
+    assert (
+        api.post("/credits/deduct", org, json={"feature_key": "gen", "quantity": 2}).status_code
+        == 201
+    )
+    web.user("ann@acme.example.com", organization_id=org.id, role="owner")
+    web.user("bob@acme.example.com", organization_id=org.id, role="member")
+    return org
+
+
+@pytest.fixture
+def globex(make_org, api, web):
+    org = make_org(balance=40, slug="globex")
+    assert api.post("/credits/deduct", org, json={"feature_key": "gen"}).status_code == 201
+    web.user("gina@globex.example.com", organization_id=org.id, role="owner")
+    return org
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def row_of(html: str, slug: str) -> str:
+    match = re.search(rf"<tr>\s*<td><a href=\"/admin/organizations/{slug}\">.*?</tr>", html, re.S)
+    assert match, slug
+    return match.group(0)
+
+
+def adjust(client, slug: str, amount: str, reason: str = "Goodwill credit", **extra):
+    return client.post(
+        f"/admin/organizations/{slug}/adjustments",
+        data={"amount": amount, "reason": reason, **extra},
+    )
+
+
+def adjustments(organization_id: int):
+    return [row for row in ledger_rows(organization_id) if row.kind == "adjustment"]
+
+
+# --- list ------------------------------------------------------------------------------------
+
+
+def test_list_shows_balance_available_usage_plan_members(client, admin, acme, globex):
+    html = text(client.get("/admin/organizations"))
+    acme_row = row_of(html, "acme")
+    cells = re.findall(r'<td class="num">(.*?)</td>', acme_row)
+    assert cells == [
+        '<span class="credits">95</span>',  # balance: 100 - 2 × 2.5
+        '<span class="credits">95</span>',  # available
+        '<span class="credits">5</span>',  # used this month
+        "2",  # members
+    ]
+    assert "<td>—</td>" in acme_row  # plan: filled in by billing
+    globex_row = row_of(html, "globex")
+    assert '<span class="credits">37.5</span>' in globex_row and "1</td>" in globex_row
+
+
+def test_list_reserved_credits_are_not_available(client, admin, acme, api):
+    api.post("/credits/reservations", acme, json={"feature_key": "gen", "quantity": 4})
+    cells = re.findall(
+        r'<td class="num">(.*?)</td>', row_of(text(client.get("/admin/organizations")), "acme")
+    )
+    assert cells[:2] == ['<span class="credits">95</span>', '<span class="credits">85</span>']
+
+
+def test_list_search(client, admin, acme, globex):
+    html = text(client.get("/admin/organizations?q=GLOB"))
+    assert "/admin/organizations/globex" in html and "/admin/organizations/acme" not in html
+    assert "No organizations match" in text(client.get("/admin/organizations?q=zzz"))
+
+
+def test_list_empty_state(client, admin):
+    assert "No organizations yet" in text(client.get("/admin/organizations"))
+
+
+def test_list_pages(client, admin, make_org, monkeypatch):
+    monkeypatch.setattr(queries, "ORGANIZATIONS_PAGE", 2)
+    for slug in ("alpha", "bravo", "charlie"):
+        make_org(slug=slug)
+    first = text(client.get("/admin/organizations"))
+    assert "Alpha" in first and "Bravo" in first and "Charlie" not in first
+    assert 'href="/admin/organizations?page=2"' in first
+    second = text(client.get("/admin/organizations?page=2"))
+    assert "Charlie" in second and "Alpha" not in second and "← Previous" in second
+
+
+# --- one organization ------------------------------------------------------------------------
+
+
+def test_detail_shows_figures_ledger_members_and_form(client, admin, acme):
+    html = text(client.get("/admin/organizations/acme"))
+    assert re.search(r'data-testid="available"><span class="credits">95</span>', html)
+    assert re.search(r'data-testid="used-this-month"><span class="credits">5</span>', html)
+    ledger = html[html.index('data-testid="ledger-table"') :]
+    assert "Opening balance" in ledger and "<code>gen</code>" in ledger
+    assert "ann@acme.example.com" in html and "bob@acme.example.com" in html
+    assert 'name="amount"' in html and 'name="reason"' in html and 'name="csrf_token"' in html
+    assert re.search(r'name="request_id" type="hidden" value="[0-9a-f]{32}"', html)
+
+
+def test_detail_never_shows_another_organizations_data(client, admin, acme, globex, api):
+    api.post(
+        "/credits/deduct", globex, json={"feature_key": "gen", "description": "globex secret job"}
+    )
+    html = text(client.get("/admin/organizations/acme"))
+    assert "gina@globex.example.com" not in html and "globex secret job" not in html
+    assert "Globex" not in html and '<span class="credits">37.5</span>' not in html
+    other = text(client.get("/admin/organizations/globex"))
+    assert "globex secret job" in other and "ann@acme.example.com" not in other
+
+
+def test_unknown_organization_is_404(client, admin):
+    assert client.get("/admin/organizations/nope").status_code == 404
+    assert adjust(client, "nope", "5").status_code == 404
+
+
+# --- adjustments -----------------------------------------------------------------------------
+
+
+def test_positive_adjustment(client, admin, acme, globex):
+    response = adjust(client, "acme", "12.345678", "Outage compensation")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/admin/organizations/acme")
+    page = text(client.get(response.headers["Location"]))
+    assert "Adjusted Acme by +12.345678 credits." in page
+    [row] = adjustments(acme.id)
+    assert row.amount == credits("12.345678") and row.description == "Outage compensation"
+    assert row.created_by_user_id == admin.id
+    assert row.balance_after == credits("107.345678")
+    assert balance_row(acme.id) == (credits("107.345678"), 0)
+    assert balance_row(globex.id) == (credits("37.5"), 0) and adjustments(globex.id) == []
+    assert "Outage compensation" in page
+
+
+def test_negative_adjustment(client, admin, acme):
+    assert adjust(client, "acme", "-95", "Clawback").status_code == 302
+    [row] = adjustments(acme.id)
+    assert row.amount == -credits(95) and row.balance_after == 0
+    assert balance_row(acme.id) == (0, 0)
+
+
+def test_negative_adjustment_beyond_available_is_refused(client, admin, acme, api):
+    api.post("/credits/reservations", acme, json={"feature_key": "gen", "quantity": 4})  # holds 10
+    response = adjust(client, "acme", "-90", "Clawback")
+    html = text(response)
+    assert response.status_code == 422
+    error = re.search(r'<p class="error" id="amount-error">([^<]*)</p>', html)
+    assert error and error.group(1) == "This needs 90 credits; 85 are available."
+    assert 'value="-90"' in html and 'value="Clawback"' in html  # the form keeps the input
+    assert adjustments(acme.id) == [] and balance_row(acme.id) == (credits(95), credits(10))
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason", "field", "message"),
+    [
+        ("", "Goodwill", "amount", "Enter an amount"),
+        ("0", "Goodwill", "amount", "Amount must be greater than zero."),
+        ("1.0000001", "Goodwill", "amount", "Amount must have at most 6 decimal places."),
+        ("lots", "Goodwill", "amount", "Amount must be a decimal number."),
+        ("1000000001", "Goodwill", "amount", "At most 1,000,000,000 credits per adjustment."),
+        ("5", "", "reason", "Say why"),
+        ("5", "    ", "reason", "Say why"),
+        ("5", "r" * 501, "reason", "Field cannot be longer than 500 characters."),
+    ],
+)
+def test_adjustment_field_errors(client, admin, acme, amount, reason, field, message):
+    response = adjust(client, "acme", amount, reason)
+    assert response.status_code == 422
+    error = re.search(rf'<p class="error" id="{field}-error">([^<]*)</p>', text(response))
+    assert error and message in error.group(1)
+    assert adjustments(acme.id) == [] and balance_row(acme.id) == (credits(95), 0)
+
+
+def test_a_resubmitted_adjustment_applies_once(client, admin, acme):
+    request_id = uuid.uuid4().hex
+    assert adjust(client, "acme", "10", request_id=request_id).status_code == 302
+    again = adjust(client, "acme", "10", request_id=request_id)
+    assert again.status_code == 302
+    assert "already applied" in text(client.get(again.headers["Location"]))
+    assert len(adjustments(acme.id)) == 1 and balance_row(acme.id) == (credits(105), 0)
+    assert adjust(client, "acme", "10", request_id="not-an-id").status_code == 422
+
+
+def test_the_adjustment_shows_in_the_organizations_own_transactions(client, web, admin, acme):
+    adjust(client, "acme", "-2.5", "Duplicate charge correction")
+    web.logout()
+    web.login("ann@acme.example.com")
+    html = text(client.get("/transactions"))
+    assert "Duplicate charge correction" in html and "adjustment" in html
+
+
+# --- access ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["anonymous", "member"])
+def test_non_admins_cannot_see_or_adjust(client, web, acme, who):
+    if who == "member":
+        web.login("ann@acme.example.com")  # an owner of acme, but not a platform admin
+    for path in ("/admin/organizations", "/admin/organizations/acme"):
+        response = client.get(path)
+        assert response.status_code == 302 and "/login?next=" in response.headers["Location"]
+    response = adjust(client, "acme", "1000")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    assert adjustments(acme.id) == [] and balance_row(acme.id) == (credits(95), 0)
+
+
+@pytest.mark.csrf
+def test_adjustment_without_csrf_token_is_refused(client, web, acme):
+    web.login_admin()
+    assert adjust(client, "acme", "50").status_code == 400
+    assert adjustments(acme.id) == []
+    token = csrf_token(text(client.get("/admin/organizations/acme")))
+    assert adjust(client, "acme", "50", csrf_token=token).status_code == 302
+    assert len(adjustments(acme.id)) == 1

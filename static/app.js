@@ -36,3 +36,27 @@ document.addEventListener("htmx:beforeSwap", (event) => {
     event.detail.isError = false;
   }
 });
+
+// Other htmx errors (403, 404, 409, 500…) would otherwise be silent: say so in a flash.
+document.addEventListener("htmx:responseError", (event) => {
+  const status = event.detail.xhr.status;
+  if (status === 422) return;
+  let message = `That did not work (error ${status}). Reload the page and try again.`;
+  try {
+    const body = JSON.parse(event.detail.xhr.responseText);
+    if (body.error && body.error.message) message = body.error.message;
+  } catch (err) {
+    // Not JSON: keep the generic message.
+  }
+  let box = document.querySelector(".flashes");
+  if (!box) {
+    box = document.createElement("div");
+    box.className = "flashes";
+    box.setAttribute("role", "status");
+    document.querySelector("main").prepend(box);
+  }
+  const flash = document.createElement("div");
+  flash.className = "flash flash-error";
+  flash.textContent = message;
+  box.appendChild(flash);
+});

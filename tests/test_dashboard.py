@@ -168,3 +168,12 @@ def test_imported_history_lands_on_its_own_day(client, member_org):
     month = client.get("/dashboard/chart?days=30").get_data(as_text=True)
     assert "No usage in this period" in week
     assert f"{ten_days_ago.date().isoformat()} · Image Generation: 7 credits" in month
+
+
+def test_htmx_request_after_logout_is_told_to_navigate(client):
+    response = client.get(
+        "/dashboard/chart?days=7",
+        headers={"HX-Request": "true", "HX-Current-URL": "http://localhost/dashboard?days=7"},
+    )
+    assert response.status_code == 204
+    assert response.headers["HX-Redirect"] == "/login?next=/dashboard?days%3D7"

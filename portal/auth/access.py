@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import flash, g, redirect, request, session, url_for
+from flask import flash, g, make_response, redirect, request, session, url_for
 from flask_login import current_user
 
 from portal.auth.models import Membership, User
@@ -36,10 +37,28 @@ def current_membership() -> Membership | None:
     return membership
 
 
+def _login_redirect() -> Any:
+    """To the login page; an htmx request is told to navigate, so that the login page is not
+    swapped into the middle of the page (a table row, a chart card)."""
+    target = url_for("auth.login", next=_return_path())
+    if request.headers.get("HX-Request"):
+        response = make_response("", 204)
+        response.headers["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+def _return_path() -> str:
+    if request.headers.get("HX-Request") and request.headers.get("HX-Current-URL"):
+        current = urlsplit(request.headers["HX-Current-URL"])
+        return current.path + (f"?{current.query}" if current.query else "")
+    return request.full_path.rstrip("?")
+
+
 def _to_login() -> Any:
     if wants_json():
         raise Unauthorized("Sign in first.")
-    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    return _login_redirect()
 
 
 def member_required(view: Callable) -> Callable:
@@ -83,6 +102,6 @@ def platform_admin_required(view: Callable) -> Callable:
                 raise Unauthorized("Sign in as a platform admin.")
             raise Forbidden("Platform admins only.")
         flash("That page is for platform admins. Sign in with an admin account.", "error")
-        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        return _login_redirect()
 
     return wrapper

@@ -97,7 +97,8 @@ def register_credits_commands(app: Flask) -> None:
     def credits_group() -> None:
         """Balances."""
 
-    @credits_group.command("grant")
+    # ignore_unknown_options lets a negative AMOUNT ("-5") be read as the argument it is.
+    @credits_group.command("grant", context_settings={"ignore_unknown_options": True})
     @click.argument("slug")
     @click.argument("amount")
     @click.option("--reason", required=True, help="Why; shown in the ledger.")

@@ -600,6 +600,9 @@ def _close_reservation(
             f"must not exceed the reserved quantity {micros_to_decimal(reservation.quantity)}",
         )
     now = utcnow()
+    captured = None
+    if status == "captured":
+        captured = reservation.quantity if quantity is None else quantity
     closed = db.session.execute(
         update(Reservation)
         .where(
@@ -607,7 +610,7 @@ def _close_reservation(
             Reservation.status == "open",
             Reservation.expires_at > now,
         )
-        .values(status=status, closed_at=now, captured_quantity=quantity)
+        .values(status=status, closed_at=now, captured_quantity=captured)
         .execution_options(**NO_SYNC)
     )
     if closed.rowcount != 1:

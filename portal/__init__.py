@@ -89,10 +89,14 @@ def register_blueprints(app: Flask) -> None:
     from portal.admin.api import bp as admin_api_bp
     from portal.admin.views import bp as admin_bp
     from portal.auth.views import bp as auth_bp
+    from portal.billing.admin import bp as billing_admin_bp
+    from portal.billing.views import bp as billing_bp
+    from portal.billing.webhooks import bp as stripe_webhooks_bp
     from portal.credits.api import bp as api_bp
     from portal.dashboard.views import bp as dashboard_bp
     from portal.extensions import csrf
     from portal.settings.views import bp as settings_bp
+    from portal.stripe_sandbox import register_sandbox, sandbox_enabled
 
     app.register_blueprint(auth_bp)  # /signup /login /logout /invite/<token> /orgs/switch
     app.register_blueprint(dashboard_bp)  # / /dashboard /usage /usage.csv /transactions
@@ -101,13 +105,23 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_api_bp)  # /api/admin/feature-pricing
     app.register_blueprint(api_bp)  # /api/v1/…
     csrf.exempt(api_bp)  # API keys, not cookies, authenticate it: nothing for CSRF to steal
+    app.register_blueprint(billing_bp)  # /billing /billing/checkout /billing/success …
+    app.register_blueprint(billing_admin_bp)  # /admin/billing (plans and packages)
+    app.register_blueprint(stripe_webhooks_bp)  # POST /stripe/webhook
+    csrf.exempt(stripe_webhooks_bp)  # Stripe's signature, not a cookie, authenticates it
+    if sandbox_enabled(app.config):  # no STRIPE_SECRET_KEY: the offline Stripe, /_stripe/…
+        register_sandbox(app)  # its REST subset and hosted pages; CSRF-exempt (own checks)
+    if "billing" not in app.config.setdefault("PORTAL_AREAS", ()):
+        app.config["PORTAL_AREAS"] = (*app.config["PORTAL_AREAS"], "billing")  # the nav link
 
 
 def register_commands(app: Flask) -> None:
     from portal.auth.cli import register_user_commands
+    from portal.billing.cli import register_billing_commands
     from portal.credits.cli import register_credits_commands
     from portal.demo import register_demo_command
 
     register_credits_commands(app)
     register_user_commands(app)
     register_demo_command(app)
+    register_billing_commands(app)  # flask stripe sync

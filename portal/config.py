@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 DEV_SECRET_KEY = "dev-only-secret-key-change-me"
+# Signs the offline Stripe sandbox's webhooks (and verifies them) on a developer machine.
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_sandbox_dev_secret"
 
 
 def normalize_database_url(url: str) -> str:
@@ -50,4 +52,14 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": env == "production",
         "SQLITE_BUSY_TIMEOUT_MS": _int_env("SQLITE_BUSY_TIMEOUT_MS", 30_000),
+        # Unset: billing talks to the offline Stripe sandbox served at /_stripe.
+        "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY") or None,
+        "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET")
+        or (None if env == "production" else DEV_STRIPE_WEBHOOK_SECRET),
+        # Where browsers and Stripe reach the portal; unset: the current request's host.
+        "PORTAL_BASE_URL": os.environ.get("PORTAL_BASE_URL") or None,
+        # Unset: the sandbox runs exactly when STRIPE_SECRET_KEY is unset; "1" forces it on.
+        "STRIPE_SANDBOX": os.environ.get("STRIPE_SANDBOX") or None,
+        # Where the sandbox POSTs webhooks; unset: PORTAL_BASE_URL (or API host) + /stripe/webhook
+        "STRIPE_SANDBOX_WEBHOOK_URL": os.environ.get("STRIPE_SANDBOX_WEBHOOK_URL") or None,
     }

@@ -12,6 +12,7 @@ import click
 from flask import Flask
 
 from portal.auth import service as people
+from portal.billing.catalogue import seed_catalogue
 from portal.credits import demo as credits_demo
 from portal.credits import service
 from portal.money import format_credits
@@ -47,6 +48,7 @@ def register_demo_command(app: Flask) -> None:
     def demo_command() -> None:
         """Idempotent demo data: prices, a demo organization with 90 days of usage, logins."""
         result = credits_demo.create_demo()
+        seed_catalogue()  # idempotent: adds only plans and packages missing by lookup key
         organization = result.organization
         logins = ensure_demo_people(organization.id)
         balance = service.get_balance(organization).balance

@@ -1,6 +1,15 @@
 """Every model in one import, for Alembic's autogenerate and for the shell."""
 
 from portal.auth.models import Invitation, Membership, User
+from portal.billing.models import (
+    BillingCustomer,
+    Invoice,
+    Package,
+    Payment,
+    Plan,
+    StripeEvent,
+    Subscription,
+)
 from portal.credits.models import (
     ApiKey,
     Department,
@@ -13,18 +22,35 @@ from portal.credits.models import (
     UsageRollup,
     UsageRollupState,
 )
+from portal.stripe_sandbox.models import (
+    SandboxDelivery,
+    SandboxIdempotencyKey,
+    SandboxObject,
+    SandboxState,
+)
 
 __all__ = [
     "ApiKey",
+    "BillingCustomer",
     "Department",
     "FeaturePrice",
     "IdempotencyRecord",
     "Invitation",
+    "Invoice",
     "LedgerEntry",
     "Membership",
     "Organization",
+    "Package",
+    "Payment",
+    "Plan",
     "PriceChange",
     "Reservation",
+    "SandboxDelivery",
+    "SandboxIdempotencyKey",
+    "SandboxObject",
+    "SandboxState",
+    "StripeEvent",
+    "Subscription",
     "UsageRollup",
     "UsageRollupState",
     "User",

@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.auth.models import Membership
+from portal.billing.models import Plan
 from portal.credits import service
 from portal.credits.models import ApiKey, Department, LedgerEntry, Organization
 from portal.extensions import db
+from tests.billing_helpers import make_buyer, open_checkout
 from tests.conftest import credits
 
 SECRET_MARKERS = ("other-secret-feature", "OtherDept", "victim@example.com", "Victim Org")
@@ -85,6 +87,7 @@ def test_every_route_is_isolated(app, client, two_orgs):
     their_membership = db.session.scalar(
         select(Membership.id).where(Membership.organization_id == theirs.id)
     )
+    their_session = open_checkout(make_buyer(theirs.id), plan=_plan("plan_starter"))
     before = _state(theirs.id)
     pages = [
         "/",
@@ -100,7 +103,13 @@ def test_every_route_is_isolated(app, client, two_orgs):
         "/settings/members",
         "/signup",
         "/login",
+        "/billing",
     ]
+    for path in (
+        f"/billing/success?session_id={their_session}",
+        f"/billing/success/status?session_id={their_session}",
+    ):
+        assert client.get(path).status_code == 404, path
     for path in pages:
         response = client.get(path, follow_redirects=True)
         body = response.get_data(as_text=True)
@@ -115,10 +124,12 @@ def test_every_route_is_isolated(app, client, two_orgs):
         (f"/settings/members/{their_membership}/role", {"role": "member"}),
         (f"/settings/members/{their_membership}/remove", {}),
         ("/orgs/switch", {"organization_id": theirs.id}),
+        ("/billing/checkout", {"package": "no_such_package"}),
+        ("/billing/portal", {}),
     ]
     for path, data in forms:
         response = client.post(path, data=data)
-        assert response.status_code in (302, 403, 404), path
+        assert response.status_code in (302, 403, 404, 409, 422), path
         if response.status_code == 302:  # flashed error, back to our own page
             assert "victim" not in client.get(response.headers["Location"]).get_data(as_text=True)
     api = [
@@ -164,13 +175,17 @@ def test_every_route_is_isolated(app, client, two_orgs):
         | {p for p, _ in forms}
         | {p.split("?")[0] for _, p, _ in api}
     )
-    covered |= {"/invite/<token>", "/logout"}
+    covered |= {"/invite/<token>", "/logout", "/billing/success", "/billing/success/status"}
     for rule in app.url_map.iter_rules():
         path = rule.rule
         if path.startswith(PLATFORM_SCOPE):
             continue
         concrete = {c for c in covered if _matches(rule, c)}
         assert path in covered or concrete, f"route {path} has no isolation probe"
+
+
+def _plan(lookup_key: str) -> Plan:
+    return db.session.scalar(select(Plan).where(Plan.lookup_key == lookup_key))
 
 
 def _matches(rule, path: str) -> bool:

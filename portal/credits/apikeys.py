@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from portal.credits.models import ApiKey, Organization
 from portal.errors import NotFound, Unauthorized
@@ -22,6 +22,12 @@ KEY_PREFIX = "cpk_"
 # last_used_at is a hint for people, not an audit log: writing it once a minute keeps a hot
 # key from turning every request into an extra write.
 TOUCH_INTERVAL = timedelta(seconds=60)
+# Built once: every API request runs it, and a prebuilt statement is not re-keyed per call.
+_ACTIVE_KEY = (
+    select(ApiKey.id, ApiKey.last_used_at, Organization)
+    .join(Organization, Organization.id == ApiKey.organization_id)
+    .where(ApiKey.secret_hash == bindparam("secret_hash"), ApiKey.revoked_at.is_(None))
+)
 
 
 @dataclass(frozen=True)
@@ -77,9 +83,7 @@ def authenticate(authorization: str | None) -> Organization:
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
     row = db.session.execute(
-        select(ApiKey.id, ApiKey.last_used_at, Organization)
-        .join(Organization, Organization.id == ApiKey.organization_id)
-        .where(ApiKey.secret_hash == hash_secret(secret.strip()), ApiKey.revoked_at.is_(None))
+        _ACTIVE_KEY, {"secret_hash": hash_secret(secret.strip())}
     ).one_or_none()
     if row is None:
         raise Unauthorized("This API key is unknown or revoked.")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Executable, Result, Row, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.credits.errors import (
@@ -47,7 +47,8 @@ from portal.timeutil import isoformat_z, month_key, utcnow
 NO_SYNC = {"synchronize_session": False}
 
 # The deduct hot path's statements, built once with bound parameters: SQLAlchemy then neither
-# rebuilds nor re-keys them per call, and on Core tables they skip the ORM's bulk machinery.
+# rebuilds nor re-keys them per call. They name Core tables and columns and run on the session's
+# connection (``_run``): the same transaction, without the ORM's per-statement machinery.
 _organizations = Organization.__table__
 _ledger = LedgerEntry.__table__
 _DEBIT = (
@@ -63,7 +64,7 @@ _DEBIT = (
     .returning(_organizations.c.balance, _organizations.c.reserved)
 )
 _APPEND = insert(_ledger).returning(_ledger.c.id)
-_ACTIVE_FEATURE = select(FeaturePrice).where(
+_ACTIVE_FEATURE = select(FeaturePrice.feature_key, FeaturePrice.credits_per_unit).where(
     FeaturePrice.feature_key == bindparam("feature_key"),
     FeaturePrice.active.is_(True),
     FeaturePrice.archived_at.is_(None),
@@ -233,8 +234,14 @@ def _transaction(idempotency: IdempotencySlot | None = None) -> Iterator[None]:
 # --- reads that every operation shares -------------------------------------------------------
 
 
-def active_feature(feature_key: str) -> FeaturePrice:
-    feature = db.session.scalar(_ACTIVE_FEATURE, {"feature_key": feature_key})
+def _run(statement: Executable, params: dict[str, Any]) -> Result[Any]:
+    """Execute on the session's connection, inside the session's transaction."""
+    return db.session.connection().execute(statement, params)
+
+
+def active_feature(feature_key: str) -> Row[Any]:
+    """The feature's ``feature_key`` and ``credits_per_unit``, if it may be charged now."""
+    feature = _run(_ACTIVE_FEATURE, {"feature_key": feature_key}).one_or_none()
     if feature is None:
         raise FeatureNotFound(feature_key)
     return feature
@@ -296,9 +303,9 @@ def _debit(organization_id: int, cost: int, *, hold: int = 0) -> tuple[int, int]
     statement. The ``reserved`` returned leaves out lapsed holds (see ``_unlapsed``).
     """
     params = {"organization_id": organization_id, "cost": cost, "hold": hold, "needed": cost + hold}
-    row = db.session.execute(_DEBIT, params).one_or_none()
+    row = _run(_DEBIT, params).one_or_none()
     if row is None and release_expired_holds(organization_id):
-        row = db.session.execute(_DEBIT, params).one_or_none()
+        row = _run(_DEBIT, params).one_or_none()
     if row is None:
         balance, reserved = _balance_row(organization_id)
         raise InsufficientCredits(cost + hold, balance - reserved)
@@ -356,7 +363,7 @@ def _append(organization_id: int, kind: str, amount: int, balance_after: int, **
     fields.setdefault("created_at", utcnow())
     if "meta" in fields:  # the column behind ``LedgerEntry.meta`` is named "metadata"
         fields["metadata"] = fields.pop("meta")
-    return db.session.scalar(
+    return _run(
         _APPEND,
         {
             "organization_id": organization_id,
@@ -365,7 +372,7 @@ def _append(organization_id: int, kind: str, amount: int, balance_after: int, **
             "balance_after": balance_after,
             **fields,
         },
-    )
+    ).scalar_one()
 
 
 # --- operations ------------------------------------------------------------------------------

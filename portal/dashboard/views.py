@@ -15,6 +15,7 @@ from flask import (
 from flask_login import current_user
 
 from portal.auth.access import member_required
+from portal.billing import queries as billing
 from portal.credits import queries as ledger
 from portal.dashboard import charts, export, queries
 from portal.dashboard.filters import UsageFilterForm
@@ -50,6 +51,7 @@ def index():
         chart=charts.stacked_daily_chart(queries.daily_usage(organization.id, days)),
         top=queries.top_features(organization.id, days),
         recent=entries,
+        plan=billing.plan_summary(organization.id),
     )
 
 

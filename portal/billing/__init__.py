@@ -1,0 +1,1 @@
+"""Billing: plans and credit packages sold through Stripe Checkout, fulfilled by webhooks."""

@@ -79,7 +79,9 @@ class Org:
 @pytest.fixture
 def pg_app(postgres_database: str) -> Iterator[Flask]:
     """An app on the session's PostgreSQL database, truncated afterwards (never on SQLite)."""
-    app = create_app({"SQLALCHEMY_DATABASE_URI": postgres_database})
+    # TESTING keeps the Stripe sandbox's webhook worker off: a worker left running here would
+    # poll the shared test database and deliver other tests' events.
+    app = create_app({"SQLALCHEMY_DATABASE_URI": postgres_database, "TESTING": True})
     ctx = app.app_context()
     ctx.push()
     try:

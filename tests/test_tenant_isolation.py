@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.auth.models import Membership
+from portal.billing.catalogue import seed_catalogue
 from portal.billing.models import Plan
 from portal.credits import service
 from portal.credits.models import ApiKey, Department, LedgerEntry, Organization
@@ -87,6 +88,7 @@ def test_every_route_is_isolated(app, client, two_orgs):
     their_membership = db.session.scalar(
         select(Membership.id).where(Membership.organization_id == theirs.id)
     )
+    seed_catalogue()  # PostgreSQL tests start from truncated tables
     their_session = open_checkout(make_buyer(theirs.id), plan=_plan("plan_starter"))
     before = _state(theirs.id)
     pages = [

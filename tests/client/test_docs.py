@@ -16,7 +16,7 @@ from portal.client import reset_default
 from tests.client.conftest import assert_books_balance, make_client
 from tests.client.live import ROOT, LivePortal, Seeder
 
-DOCS = (ROOT / "docs" / "integration.md", ROOT / "docs" / "README-client-section.md")
+DOCS = (ROOT / "docs" / "integration.md", ROOT / "README.md")
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 EXPECTED = re.compile(r"#\s*->\s*(.*?)\s*$", re.MULTILINE)
 PATTERNS = (

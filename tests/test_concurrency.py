@@ -416,7 +416,7 @@ def test_department_limits_hold_under_concurrency(pg_app: Flask) -> None:
 def test_sqlite_writers_queue_instead_of_failing(sqlite_template: Path, tmp_path: Path) -> None:
     path = tmp_path / "portal.sqlite3"
     shutil.copyfile(sqlite_template, path)
-    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"})
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "TESTING": True})
     threads, per_thread = 8, 25
     with app.app_context():
         set_price("one_credit_call", 1)

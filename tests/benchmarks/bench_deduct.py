@@ -1,6 +1,6 @@
 """Deduct throughput over HTTP (gunicorn on PostgreSQL) next to the same transaction sent raw.
 
-    python -m tests.benchmarks.bench_deduct [--duration 10] [--clients 16] [--workers 3 --threads 4]
+    python -m tests.benchmarks.bench_deduct [--duration 10] [--clients 16] [--workers 2 --threads 8]
 
 It makes its own PostgreSQL database (dropped at the end), migrates it with ``flask db
 upgrade``, seeds one hot organization and 1,000 others with the credits services, serves
@@ -16,7 +16,8 @@ from as many threads: the physical limit the HTTP figure is compared with.
 
 The load comes from separate processes (so the client never shares a GIL with the measured
 side), each running threads over kept-alive sockets with pre-built requests and a minimal
-response parser: a few tens of microseconds of client work per request.
+response parser: about 0.1 ms of client CPU per request (the table shows it, next to the CPU
+gunicorn spent per request).
 Goal (issue 2): hot-organization HTTP >= 60% of raw, p99 <= 50 ms at 16 concurrent clients.
 """
 
@@ -86,6 +87,7 @@ class Outcome:
     latencies_ms: list[float] = field(default_factory=list)  # inside the measured window
     succeeded: int = 0  # including the warm-up: every success wrote one ledger row
     failures: Counter = field(default_factory=Counter)
+    cpu_seconds: float = 0.0  # this process's CPU time inside the measured window
 
 
 def _read_response(stream) -> tuple[int, bool]:
@@ -130,12 +132,12 @@ def _http_client(load: Load, outcome: Outcome, lock: threading.Lock) -> None:
             conn = None
             continue
         elapsed = time.perf_counter() - started
-        if status == 201:
-            succeeded += 1
-        else:
+        if status != 201:  # counted apart: a fast error must not pass for throughput
             failures[status] += 1
-        if time.time() >= load.measure_from:
-            latencies.append(elapsed * 1000)
+        else:
+            succeeded += 1
+            if time.time() >= load.measure_from:
+                latencies.append(elapsed * 1000)
         if close:
             conn.close()
             conn = None
@@ -194,6 +196,10 @@ def drive(load: Load) -> Outcome:
     ]
     for thread in threads:
         thread.start()
+    time.sleep(max(0.0, load.measure_from - time.time()))
+    cpu_from = time.process_time()
+    time.sleep(max(0.0, load.stop_at - time.time()))
+    outcome.cpu_seconds = time.process_time() - cpu_from
     for thread in threads:
         thread.join()
     return outcome
@@ -212,6 +218,8 @@ class Result:
     p99: float
     failures: Counter
     succeeded: int
+    client_cpu_ms: float  # the load generator's CPU time per measured request
+    server_cpu_ms: float | None = None  # gunicorn's CPU time per measured request
 
 
 def percentile(sorted_samples: list[float], q: float) -> float:
@@ -220,8 +228,30 @@ def percentile(sorted_samples: list[float], q: float) -> float:
     return sorted_samples[max(0, math.ceil(q * len(sorted_samples)) - 1)]  # nearest rank
 
 
+def process_tree_cpu(root_pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``root_pid`` and its children (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == root_pid or int(fields[1]) == root_pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def run_load(
-    scenario: str, path: str, kind: str, targets: list, args: argparse.Namespace, **where
+    scenario: str,
+    path: str,
+    kind: str,
+    targets: list,
+    args: argparse.Namespace,
+    server_pid: int | None = None,
+    **where,
 ) -> Result:
     processes = max(1, min(args.processes, args.clients))
     now = time.time()
@@ -232,8 +262,20 @@ def run_load(
     loads = [
         Load(kind, targets, share, start_at, measure_from, stop_at, **where) for share in shares
     ]
+    cpu: list[float] = []
+
+    def sample_server_cpu() -> None:  # at the start and the end of the measured window
+        for moment in (measure_from, stop_at):
+            time.sleep(max(0.0, moment - time.time()))
+            cpu.append(process_tree_cpu(server_pid))
+
+    sampler = threading.Thread(target=sample_server_cpu, daemon=True)
+    if server_pid is not None:
+        sampler.start()
     with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
         outcomes = list(pool.map(drive, loads))
+    if server_pid is not None:
+        sampler.join()
     latencies = sorted(sample for outcome in outcomes for sample in outcome.latencies_ms)
     failures: Counter = Counter()
     for outcome in outcomes:
@@ -247,6 +289,8 @@ def run_load(
         percentile(latencies, 0.99),
         failures,
         sum(outcome.succeeded for outcome in outcomes),
+        sum(outcome.cpu_seconds for outcome in outcomes) * 1000 / max(1, len(latencies)),
+        (cpu[1] - cpu[0]) * 1000 / len(latencies) if len(cpu) == 2 and latencies else None,
     )
 
 
@@ -340,9 +384,11 @@ def check_ledger(database_url: str, expected_deducts: int) -> str:
 def report(results: list[Result], args: argparse.Namespace, consistency: str) -> None:
     def fmt(result: Result) -> str:
         errors = ", ".join(f"{k}: {v}" for k, v in result.failures.items()) or "0"
+        cpu = "" if result.server_cpu_ms is None else f"{result.server_cpu_ms:.2f}"
         return (
             f"| {result.scenario} | {result.path} | {result.requests:,} | "
-            f"{result.throughput:,.0f} | {result.p50:.1f} | {result.p99:.1f} | {errors} |"
+            f"{result.throughput:,.0f} | {result.p50:.1f} | {result.p99:.1f} | {cpu} | "
+            f"{result.client_cpu_ms:.2f} | {errors} |"
         )
 
     print()
@@ -352,17 +398,19 @@ def report(results: list[Result], args: argparse.Namespace, consistency: str) ->
         f"{os.cpu_count()} CPUs; load average before: {args.load_before}"
     )
     print()
-    print("| scenario | path | requests | throughput (req/s) | p50 (ms) | p99 (ms) | errors |")
-    print("|---|---|---:|---:|---:|---:|---|")
+    print(
+        "| scenario | path | requests | throughput (req/s) | p50 (ms) | p99 (ms) "
+        "| server CPU/request (ms) | client CPU/request (ms) | errors |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     by_key = {(result.scenario, result.path): result for result in results}
     for scenario in ("A: one hot organization", "B: 1,000 organizations"):
         http = by_key[(scenario, "HTTP (gunicorn)")]
         raw = by_key[(scenario, "raw PostgreSQL")]
         print(fmt(http))
         print(fmt(raw))
-        print(
-            f"| {scenario} | **HTTP / raw** | | **{http.throughput / raw.throughput:.0%}** | | | |"
-        )
+        ratio = http.throughput / raw.throughput
+        print(f"| {scenario} | **HTTP / raw** | | **{ratio:.0%}** | | | | | |")
     print()
     hot_http = by_key[("A: one hot organization", "HTTP (gunicorn)")]
     hot_raw = by_key[("A: one hot organization", "raw PostgreSQL")]
@@ -384,8 +432,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
     parser.add_argument("--organizations", type=int, default=1_000)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=6, help="threads per gunicorn worker")
+    # Two cores: one worker process per core (more only adds switching and cache misses, which
+    # measured ~30% more CPU per request at 8 x 1), and 8 threads each so all 16 requests are in
+    # flight at once and one thread's database wait is another thread's CPU time.
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     parser.add_argument("--processes", type=int, default=2, help="load-generating processes")
     return parser.parse_args()
 
@@ -425,7 +476,13 @@ def main() -> int:
                     mark_keys_recently_used(database_url)
                     results.append(
                         run_load(
-                            scenario, "HTTP (gunicorn)", "http", targets, args, address=address
+                            scenario,
+                            "HTTP (gunicorn)",
+                            "http",
+                            targets,
+                            args,
+                            server_pid=portal.process.pid,
+                            address=address,
                         )
                     )
             finally:

@@ -30,6 +30,11 @@ def org(make_org, make_price):
     return make_org(balance=200)
 
 
+def newest_first(rows):
+    """The listings' order: newest first by time, then by id (imports sit where they happened)."""
+    return sorted(rows, key=lambda row: (row.created_at, row.id), reverse=True)
+
+
 @pytest.fixture
 def history(api, org):
     """Deductions over the last ten days, one of them today and partly refunded."""
@@ -141,7 +146,7 @@ def test_usage(api, org, history):
     assert r.status_code == 200
     assert r.json["next_cursor"] is None
     rows = deductions(org)
-    assert [row["id"] for row in r.json["data"]] == [row.id for row in reversed(rows)]
+    assert [row["id"] for row in r.json["data"]] == [row.id for row in newest_first(rows)]
     newest = r.json["data"][0]
     assert newest == {
         "id": history["deduction_id"],
@@ -194,7 +199,7 @@ def test_usage_filters(api, org, history):
     for query, selects in usage_filters():
         r = api.get("/usage", org, query_string=query)
         assert r.status_code == 200, (query, r.json)
-        expected = [row.id for row in reversed(rows) if selects(row, names)]
+        expected = [row.id for row in newest_first(rows) if selects(row, names)]
         assert expected, query  # every filter selects something and leaves something out
         assert len(expected) < len(rows), query
         assert [row["id"] for row in r.json["data"]] == expected, query
@@ -295,7 +300,7 @@ def test_usage_summary_refuses_an_unknown_grouping(api, org):
 
 def test_transactions(api, org, history):
     rows, pages = get_all_pages(api, org, "/transactions", limit=3)
-    ledger = list(reversed(ledger_rows(org.id)))
+    ledger = newest_first(ledger_rows(org.id))
     assert pages == -(-len(ledger) // 3)
     assert [row["id"] for row in rows] == [row.id for row in ledger]
     assert [row["kind"] for row in rows] == [row.kind for row in ledger]

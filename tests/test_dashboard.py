@@ -87,9 +87,12 @@ def test_usage_table_filters_and_pagination(client, member_org, monkeypatch):
     assert page.count("<code>generate_voice</code>") == 2
     assert "seedream_text_to_image</code>" not in page
     older = re.search(r'href="([^"]+)" rel="next"', page).group(1).replace("&amp;", "&")
-    assert f"before={ids[1]}" in older and "feature=generate_voice" in older
+    assert "before=" in older and "feature=generate_voice" in older
     rest = client.get(older).get_data(as_text=True)
     assert rest.count("<code>generate_voice</code>") == 1 and 'rel="next"' not in rest
+    assert f"before={ids[0]}" not in rest  # positions are opaque tokens, not bare ids
+    damaged = client.get("/usage?feature=generate_voice&before=bad").get_data(as_text=True)
+    assert damaged.count("<code>generate_voice</code>") == 2  # starts from the newest
 
 
 def test_usage_filters_by_category_department_and_dates(client, member_org):
@@ -147,6 +150,27 @@ def test_pages_need_login(client):
 
 def test_home_redirects(client, member_org):
     assert client.get("/").headers["Location"] == "/dashboard"
+
+
+def test_listings_put_imported_history_where_it_happened(client, member_org):
+    recent = spend(member_org, "generate_voice")
+    service.import_history(
+        member_org.id,
+        [
+            service.HistoricEntry(
+                "deduct",
+                -credits(7),
+                utcnow() - timedelta(days=40),
+                feature_key="seedream_text_to_image",
+                unit_price=credits(7),
+                quantity=MICRO,
+            )
+        ],
+    )
+    rows = client.get("/transactions").get_data(as_text=True).split("<tbody>")[1]
+    # The import has the larger id but is older: it is listed after the recent deduction.
+    assert rows.index("generate_voice") < rows.index("seedream_text_to_image")
+    assert recent.deduction_id
 
 
 def test_imported_history_lands_on_its_own_day(client, member_org):

@@ -164,16 +164,14 @@ def _ledger_filter() -> queries.LedgerFilter:
 
 
 def _page_response(page: queries.Page) -> Response:
-    cursor = None if page.next_cursor_id is None else schemas.encode_cursor(page.next_cursor_id)
+    cursor = None if page.next_position is None else page.next_position.encode()
     return json_response({"data": page.rows, "next_cursor": cursor})
 
 
 @bp.get("/usage")
 def usage() -> Response:
     filters = _ledger_filter()
-    page = queries.usage_page(
-        filters, limit=schemas.query_limit(), before_id=schemas.query_cursor()
-    )
+    page = queries.usage_page(filters, limit=schemas.query_limit(), before=schemas.query_cursor())
     return _page_response(page)
 
 
@@ -191,7 +189,7 @@ def usage_summary() -> Response:
 def transactions() -> Response:
     filters = queries.LedgerFilter(organization_id=g.organization.id)
     page = queries.ledger_page(
-        filters, kinds=None, limit=schemas.query_limit(), before_id=schemas.query_cursor()
+        filters, kinds=None, limit=schemas.query_limit(), before=schemas.query_cursor()
     )
     return _page_response(page)
 

@@ -155,10 +155,12 @@ class LedgerEntry(db.Model):
         ),
         # Exactly-once grants from outside events (a Stripe session, an invoice) by constraint.
         UniqueConstraint("kind", "source_ref", name="uq_ledger_kind_source_ref"),
+        # Listings go newest first by (created_at, id); the rollup folds by id.
         Index("ix_ledger_org_id", "organization_id", "id"),
-        Index("ix_ledger_org_kind_id", "organization_id", "kind", "id"),
-        Index("ix_ledger_org_created", "organization_id", "created_at"),
-        Index("ix_ledger_org_feature_id", "organization_id", "feature_key", "id"),
+        Index("ix_ledger_org_created_id", "organization_id", "created_at", "id"),
+        Index(
+            "ix_ledger_org_feature_created", "organization_id", "feature_key", "created_at", "id"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

@@ -6,11 +6,13 @@ page 1 and a cursor stays valid while new rows arrive.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, literal, select
+from sqlalchemy import Select, func, literal, select, tuple_
 
 from portal.credits.models import Department, FeaturePrice, LedgerEntry
 from portal.extensions import db
@@ -63,7 +65,7 @@ class LedgerFilter:
 @dataclass(frozen=True)
 class Page:
     rows: list[dict[str, Any]]
-    next_cursor_id: int | None
+    next_position: Position | None
 
 
 def department_names(organization_id: int) -> dict[int, str]:
@@ -95,21 +97,52 @@ def ledger_row_json(entry: LedgerEntry, departments: dict[int, str]) -> dict[str
     }
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where a page ended: ledger rows are listed newest first by (created_at, id).
+
+    Time, not id, orders the listing so that imported (backdated) history sits where it
+    happened, and so that a date range is read from the (organization, created_at, id)
+    index instead of by scanning every newer row.
+    """
+
+    created_at: datetime
+    id: int
+
+    def encode(self) -> str:
+        text = f"{self.created_at.isoformat(timespec='microseconds')}|{self.id}"
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Position:
+        """Raises ValueError for anything that is not a token ``encode`` made."""
+        try:
+            text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            moment, _, row_id = text.partition("|")
+            return cls(datetime.fromisoformat(moment), int(row_id))
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise ValueError("not a page position") from None
+
+
 def ledger_entries(
     filters: LedgerFilter,
     *,
     kinds: tuple[str, ...] | None,
     limit: int,
-    before_id: int | None = None,
-) -> tuple[list[LedgerEntry], int | None]:
-    """One page of ledger rows, newest first, and the id to continue below (or None)."""
+    before: Position | None = None,
+) -> tuple[list[LedgerEntry], Position | None]:
+    """One page of ledger rows, newest first, and where the next page starts (or None)."""
     stmt = filters.apply(select(LedgerEntry), kinds)
-    if before_id is not None:
-        stmt = stmt.where(LedgerEntry.id < before_id)
-    entries = list(db.session.scalars(stmt.order_by(LedgerEntry.id.desc()).limit(limit + 1)))
+    if before is not None:
+        stmt = stmt.where(
+            tuple_(LedgerEntry.created_at, LedgerEntry.id) < tuple_(before.created_at, before.id)
+        )
+    stmt = stmt.order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc()).limit(limit + 1)
+    entries = list(db.session.scalars(stmt))
     has_more = len(entries) > limit
     entries = entries[:limit]
-    return entries, (entries[-1].id if has_more else None)
+    last = entries[-1] if has_more else None
+    return entries, (Position(last.created_at, last.id) if last else None)
 
 
 def ledger_page(
@@ -117,11 +150,11 @@ def ledger_page(
     *,
     kinds: tuple[str, ...] | None,
     limit: int,
-    before_id: int | None = None,
+    before: Position | None = None,
 ) -> Page:
-    entries, next_id = ledger_entries(filters, kinds=kinds, limit=limit, before_id=before_id)
+    entries, after = ledger_entries(filters, kinds=kinds, limit=limit, before=before)
     departments = department_names(filters.organization_id)
-    return Page([ledger_row_json(entry, departments) for entry in entries], next_id)
+    return Page([ledger_row_json(entry, departments) for entry in entries], after)
 
 
 def refunded_amounts(deduction_ids: list[int]) -> dict[int, int]:
@@ -137,9 +170,9 @@ def refunded_amounts(deduction_ids: list[int]) -> dict[int, int]:
     )
 
 
-def usage_page(filters: LedgerFilter, *, limit: int, before_id: int | None = None) -> Page:
+def usage_page(filters: LedgerFilter, *, limit: int, before: Position | None = None) -> Page:
     """Deductions, newest first, each with how much of it was refunded since."""
-    page = ledger_page(filters, kinds=("deduct",), limit=limit, before_id=before_id)
+    page = ledger_page(filters, kinds=("deduct",), limit=limit, before=before)
     refunded = refunded_amounts([row["id"] for row in page.rows])
     for row in page.rows:
         row["credits"] = -row.pop("amount")

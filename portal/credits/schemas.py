@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -12,6 +10,7 @@ from typing import Any
 import simplejson
 from flask import request
 
+from portal.credits.queries import Position
 from portal.credits.service import Spend
 from portal.errors import InvalidJSON, InvalidRequest
 from portal.money import MICRO, AmountError, parse_micros
@@ -202,19 +201,11 @@ def query_limit(default: int = 50, maximum: int = 500) -> int:
     return default if raw in (None, "") else integer(raw, "limit", maximum=maximum)
 
 
-def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
-
-
-def query_cursor() -> int | None:
+def query_cursor() -> Position | None:
     raw = request.args.get("cursor")
     if raw in (None, ""):
         return None
     try:
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        kind, _, value = text.partition(":")
-        if kind != "id" or not value.isdigit():
-            raise ValueError
-        return int(value)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return Position.decode(raw)
+    except ValueError:
         raise InvalidRequest("cursor", "is not a cursor this API returned") from None

@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Iterator
 
-from portal.credits.queries import LedgerFilter, department_names, ledger_entries
+from portal.credits.queries import LedgerFilter, Position, department_names, ledger_entries
 from portal.extensions import db
 from portal.money import micros_to_decimal
 from portal.timeutil import isoformat_z
@@ -38,11 +38,9 @@ def usage_csv(filters: LedgerFilter) -> Iterator[str]:
     writer.writerow(HEADER)
     yield flush()
     departments = department_names(filters.organization_id)
-    before_id: int | None = None
+    before: Position | None = None
     while True:
-        entries, before_id = ledger_entries(
-            filters, kinds=("deduct",), limit=BATCH, before_id=before_id
-        )
+        entries, before = ledger_entries(filters, kinds=("deduct",), limit=BATCH, before=before)
         for entry in entries:
             writer.writerow(
                 [
@@ -62,5 +60,5 @@ def usage_csv(filters: LedgerFilter) -> Iterator[str]:
         # million-row export neither holds a lock nor keeps rows in memory.
         db.session.expunge_all()
         db.session.commit()
-        if before_id is None:
+        if before is None:
             break

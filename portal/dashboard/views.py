@@ -70,6 +70,15 @@ def chart():
     )
 
 
+def _position() -> ledger.Position | None:
+    """The ``before`` page position; a damaged one just starts from the newest rows."""
+    token = request.args.get("before")
+    try:
+        return ledger.Position.decode(token) if token else None
+    except ValueError:
+        return None
+
+
 def _filter_form(organization_id: int) -> UsageFilterForm:
     form = UsageFilterForm(request.args)
     prices = ledger.feature_choices()
@@ -97,9 +106,9 @@ def usage():
             next_url=None,
             newest_url=None,
         ), 422
-    before_id = request.args.get("before", type=int)
-    entries, next_id = ledger.ledger_entries(
-        form.to_filter(organization_id), kinds=("deduct",), limit=PAGE_SIZE, before_id=before_id
+    before = _position()
+    entries, after = ledger.ledger_entries(
+        form.to_filter(organization_id), kinds=("deduct",), limit=PAGE_SIZE, before=before
     )
     args = form.query_args()
     return render_template(
@@ -108,8 +117,8 @@ def usage():
         entries=entries,
         refunded=ledger.refunded_amounts([entry.id for entry in entries]),
         departments=ledger.department_names(organization_id),
-        next_url=url_for("dashboard.usage", before=next_id, **args) if next_id else None,
-        newest_url=url_for("dashboard.usage", **args) if before_id else None,
+        next_url=url_for("dashboard.usage", before=after.encode(), **args) if after else None,
+        newest_url=url_for("dashboard.usage", **args) if before else None,
         csv_url=url_for("dashboard.usage_csv", **args),
     )
 
@@ -141,14 +150,14 @@ def usage_csv():
 @member_required
 def transactions():
     organization_id = g.membership.organization_id
-    before_id = request.args.get("before", type=int)
-    entries, next_id = ledger.ledger_entries(
-        ledger.LedgerFilter(organization_id), kinds=None, limit=PAGE_SIZE, before_id=before_id
+    before = _position()
+    entries, after = ledger.ledger_entries(
+        ledger.LedgerFilter(organization_id), kinds=None, limit=PAGE_SIZE, before=before
     )
     return render_template(
         "dashboard/transactions.html",
         entries=entries,
         departments=ledger.department_names(organization_id),
-        next_url=url_for("dashboard.transactions", before=next_id) if next_id else None,
-        newest_url=url_for("dashboard.transactions") if before_id else None,
+        next_url=url_for("dashboard.transactions", before=after.encode()) if after else None,
+        newest_url=url_for("dashboard.transactions") if before else None,
     )

@@ -109,11 +109,12 @@ def test_usage_filters_by_category_department_and_dates(client, member_org):
     assert "No usage found" in none
 
 
+@pytest.mark.parametrize("path", ["/usage", "/usage.csv"])
 @pytest.mark.parametrize(
     "query", ["start=2026-13-01", "end=yesterday", "start=2026-05-02&end=2026-05-01"]
 )
-def test_usage_rejects_bad_filters(client, member_org, query):
-    response = client.get(f"/usage?{query}")
+def test_usage_rejects_bad_filters(client, member_org, query, path):
+    response = client.get(f"{path}?{query}")
     assert response.status_code == 422
     assert 'class="error"' in response.get_data(as_text=True)
 

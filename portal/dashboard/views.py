@@ -91,21 +91,26 @@ def _filter_form(organization_id: int) -> UsageFilterForm:
     return form
 
 
+def _invalid_filters(form: UsageFilterForm):
+    """The usage page with the filter errors and no rows (for the page and the CSV alike)."""
+    return render_template(
+        "dashboard/usage.html",
+        form=form,
+        entries=[],
+        refunded={},
+        departments={},
+        next_url=None,
+        newest_url=None,
+    ), 422
+
+
 @bp.get("/usage")
 @member_required
 def usage():
     organization_id = g.membership.organization_id
     form = _filter_form(organization_id)
     if not form.validate():
-        return render_template(
-            "dashboard/usage.html",
-            form=form,
-            entries=[],
-            refunded={},
-            departments={},
-            next_url=None,
-            newest_url=None,
-        ), 422
+        return _invalid_filters(form)
     before = _position()
     entries, after = ledger.ledger_entries(
         form.to_filter(organization_id), kinds=("deduct",), limit=PAGE_SIZE, before=before
@@ -129,15 +134,7 @@ def usage_csv():
     organization_id = g.membership.organization_id
     form = _filter_form(organization_id)
     if not form.validate():
-        return render_template(
-            "dashboard/usage.html",
-            form=form,
-            entries=[],
-            refunded={},
-            departments={},
-            next_url=None,
-            newest_url=None,
-        ), 422
+        return _invalid_filters(form)
     filename = f"usage-{g.membership.organization.slug}-{utcnow():%Y%m%d-%H%M%S}.csv"
     return Response(
         stream_with_context(export.usage_csv(form.to_filter(organization_id))),

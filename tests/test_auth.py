@@ -184,3 +184,17 @@ def test_user_create_command(runner, make_org):
     assert [m.organization_id for m in users["cli@example.com"].memberships] == [org.id]
     again = runner.invoke(args=["user", "create", "cli@example.com", "--password", "longenough"])
     assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_next_request_never_inherits_the_previous_users_organization(
+    client, auth, make_org, make_user
+):
+    first, second = make_org(slug="first-co"), make_org(slug="second-co")
+    make_user("one@example.com", org=first)
+    make_user("two@example.com", org=second)
+    auth.login("one@example.com")
+    assert "First-Co" in client.get("/dashboard").get_data(as_text=True)
+    auth.logout()
+    auth.login("two@example.com")
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert "Second-Co" in page and "First-Co" not in page

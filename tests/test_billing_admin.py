@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from flask import g
 from sqlalchemy import select
 
 from portal.billing.catalogue import seed_catalogue
@@ -34,10 +33,8 @@ def admin(app, client, auth, make_user, make_org):
 
 
 def switch_user(auth, email: str) -> None:
-    """Log in as someone else. The test's app context outlives each request, so the
-    membership cached on ``g`` by the last request is dropped too."""
+    """Log in as someone else."""
     auth.logout()
-    g.pop("membership", None)
     auth.login(email)
 
 

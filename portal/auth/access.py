@@ -23,8 +23,14 @@ def load_user(user_id: str) -> User | None:
 
 
 def current_membership() -> Membership | None:
-    """The membership of the organization the user is working in (remembered per session)."""
-    if "membership" in g:
+    """The membership of the organization the user is working in (remembered per session).
+
+    Computed once per request. The cache is tied to the request object, not only to ``g``:
+    when an app context outlives one request (tests push one for their whole body), a second
+    request must not inherit the first one's user.
+    """
+    current_request = request._get_current_object()  # type: ignore[attr-defined]
+    if g.get("membership_request") is current_request:
         return g.membership
     membership = None
     if current_user.is_authenticated:
@@ -34,6 +40,7 @@ def current_membership() -> Membership | None:
             membership = min(memberships.values(), key=lambda m: m.id)
             session[SESSION_ORG_KEY] = membership.organization_id
     g.membership = membership
+    g.membership_request = current_request
     return membership
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from portal.credits import service
-from portal.money import MICRO, format_credits
+from portal.money import MICRO, format_credits, micros_to_decimal
 from portal.timeutil import utcnow
 from tests.conftest import credits
 
@@ -128,7 +128,7 @@ def test_usage_csv_streams_every_row_with_exact_amounts(client, member_org, monk
     assert "attachment" in response.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert [int(row["id"]) for row in rows] == [d.deduction_id for d in reversed(made)]
-    expected = [str(service.micros_to_decimal(d.credits_deducted)) for d in reversed(made)]
+    expected = [str(micros_to_decimal(d.credits_deducted)) for d in reversed(made)]
     assert [row["credits"] for row in rows] == expected
 
 

@@ -39,6 +39,15 @@ def _login(page, base_url: str, email: str, password: str) -> None:
     page.wait_for_load_state("networkidle")
 
 
+def _sandbox_checkout(page, base_url: str, target: Path) -> Path:
+    """Buy the first package from the billing page and shoot the sandbox's checkout page."""
+    page.goto(f"{base_url}/billing")
+    page.get_by_role("button", name="Buy").first.click()
+    page.wait_for_url("**/_stripe/checkout/**")
+    page.screenshot(path=str(target), full_page=True)
+    return target
+
+
 def capture(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     logins = {role or "admin": (email, pw) for email, pw, _, role in DEMO_LOGINS}
@@ -62,6 +71,10 @@ def capture(out: Path) -> list[Path]:
                     target = out / f"{name}-{device}.png"
                     page.screenshot(path=str(target), full_page=True)
                     saved.append(target)
+                if who == "owner":
+                    saved.append(
+                        _sandbox_checkout(page, portal.url, out / f"stripe-checkout-{device}.png")
+                    )
                 context.close()
     return saved
 

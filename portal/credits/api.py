@@ -13,6 +13,7 @@ from portal.credits.apikeys import authenticate
 from portal.credits.errors import FeatureNotFound
 from portal.credits.openapi import openapi_document
 from portal.errors import InvalidRequest
+from portal.money import MICRO
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -110,7 +111,7 @@ def refund() -> Response:
 def reserve() -> Response:
     body = schemas.json_body()
     feature_key = schemas.required_str(body, "feature_key")
-    quantity = schemas.quantity(body) or 0
+    quantity = schemas.quantity(body) or MICRO
     raw_expiry = body.get("expires_in")
     expires_in = (
         900 if raw_expiry is None else schemas.integer(raw_expiry, "expires_in", maximum=86_400)

@@ -13,16 +13,12 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from flask import Flask
 from sqlalchemy import func, select
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from portal.billing.models import BillingCustomer, Payment, Plan, StripeEvent
 from portal.extensions import db
@@ -204,25 +200,6 @@ def recorded_events() -> int:
     count = db.session.scalar(select(func.count(StripeEvent.id)))
     db.session.rollback()
     return count
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any) -> None:
-        """Request lines would bury a failure's output."""
-
-
-@contextmanager
-def live_server(app: Flask) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port from a thread, one thread per request."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
 
 
 def deliver_at_once(base_url: str, events: list[dict[str, Any]]) -> list[httpx.Response]:

@@ -26,13 +26,13 @@ from tests.billing_helpers import (
     deliver_at_once,
     event,
     invoice,
-    live_server,
     make_buyer,
     new_id,
     open_checkout,
     subscription,
 )
 from tests.conftest import assert_invariants, balance_row, credits, truncate_all
+from tests.live import serve_in_thread as live_server
 
 WORKERS = 8
 

@@ -23,7 +23,6 @@ from tests.billing_helpers import (
     T0,
     event,
     invoice,
-    live_server,
     make_buyer,
     new_id,
     open_checkout,
@@ -31,6 +30,7 @@ from tests.billing_helpers import (
     subscription,
 )
 from tests.conftest import DEFAULT_PASSWORD, balance_row, credits
+from tests.live import serve_in_thread as live_server
 
 OWNER, MEMBER, ADMIN = "owner@shop.example", "member@shop.example", "root@shop.example"
 GOOD_CARD, DECLINED_CARD = "4242 4242 4242 4242", "4000 0000 0000 0002"

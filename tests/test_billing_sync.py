@@ -12,7 +12,7 @@ from portal.billing import catalogue
 from portal.billing.catalogue import seed_catalogue
 from portal.billing.models import Package, Plan
 from portal.extensions import db
-from tests.billing_helpers import live_server
+from tests.live import serve_in_thread as live_server
 
 KEYS = 7  # three plans, four packages
 

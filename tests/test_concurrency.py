@@ -27,20 +27,15 @@ import pytest
 import simplejson
 from flask import Flask
 from sqlalchemy import func, select
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from portal import create_app
 from portal.credits import apikeys, organizations, pricing
 from portal.credits.models import Department, LedgerEntry, Organization, Reservation
 from portal.extensions import db
 from tests.conftest import assert_invariants, credits, truncate_all
+from tests.live import serve_in_thread as live_server
 
 WORKERS = 32
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any) -> None:
-        """Thousands of request lines would bury a failure's output."""
 
 
 @dataclass(frozen=True)
@@ -94,20 +89,6 @@ def pg_app(postgres_database: str) -> Iterator[Flask]:
         truncate_all(app)
         with app.app_context():
             db.engine.dispose()
-
-
-@contextmanager
-def live_server(app: Flask) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port from a thread; one thread per request."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
 
 
 def new_org(balance: str | int) -> Org:

@@ -17,13 +17,13 @@ import pytest
 import stripe
 from flask import Flask
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from portal import create_app
 from portal.extensions import db
 from portal.stripe_sandbox import worker
 from portal.stripe_sandbox.delivery import deliver_due
 from portal.stripe_sandbox.models import SandboxDelivery
+from tests.live import serve_in_thread
 
 SECRET = "whsec_test_sandbox_secret"
 OK_CARD, DECLINED_CARD = "4242 4242 4242 4242", "4000 0000 0000 0002"
@@ -139,15 +139,11 @@ def sandbox(app: Flask, receiver: Receiver, worker_on: bool) -> Iterator[Sandbox
         STRIPE_SANDBOX_RETRY_SECONDS=0.05,
         STRIPE_SANDBOX_POLL_SECONDS=0.05,
     )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    client = stripe.StripeClient(
-        "sk_test_sandbox", base_addresses={"api": f"{url}/_stripe"}, max_network_retries=0
-    )
-    with httpx.Client(timeout=10) as http_client:
-        yield Sandbox(url, app, client, http_client)
-    server.shutdown()
+    with serve_in_thread(app, poll_interval=0.05) as url, httpx.Client(timeout=10) as http:
+        client = stripe.StripeClient(
+            "sk_test_sandbox", base_addresses={"api": f"{url}/_stripe"}, max_network_retries=0
+        )
+        yield Sandbox(url, app, client, http)
     worker.stop(app)
 
 

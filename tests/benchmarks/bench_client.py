@@ -26,14 +26,14 @@ from pathlib import Path
 import httpx
 
 from portal.client import CreditClient
-from tests.client.live import (
+from tests.conftest import PG_ADMIN_URL, postgres_available
+from tests.live import (
     Seeder,
     create_postgres_database,
     drop_postgres_database,
     migrate,
     start_portal,
 )
-from tests.conftest import PG_ADMIN_URL, postgres_available
 
 FEATURE = "bench_call"
 Timings = dict[str, tuple[list[float], list[float]]]

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.client.live import ROOT, drop_postgres_database, start_portal
+from tests.live import ROOT, drop_postgres_database, start_portal
 
 ADMIN_URL = os.environ.get("PORTAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 FEATURE = "bench_call"

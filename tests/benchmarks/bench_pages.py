@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.client.live import create_postgres_database, drop_postgres_database, start_portal
+from tests.live import create_postgres_database, drop_postgres_database, start_portal
 
 ADMIN_URL = os.environ.get("PORTAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 EMAIL, PASSWORD = "bench@example.com", "bench-password-1"

@@ -18,7 +18,8 @@ import pytest
 
 from portal.client import CreditClient, Transaction, reset_default
 from tests.client.faults import FaultProxy
-from tests.client.live import (
+from tests.conftest import BACKENDS, PG_ADMIN_URL, require_postgres
+from tests.live import (
     LivePortal,
     OrgKey,
     Seeder,
@@ -26,7 +27,6 @@ from tests.client.live import (
     drop_postgres_database,
     start_portal,
 )
-from tests.conftest import BACKENDS, PG_ADMIN_URL, require_postgres
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

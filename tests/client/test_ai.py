@@ -24,7 +24,7 @@ from portal.client import (
 )
 from tests.client.conftest import charges, make_client
 from tests.client.faults import FaultProxy
-from tests.client.live import LivePortal, OrgKey, Seeder
+from tests.live import LivePortal, OrgKey, Seeder
 
 
 def test_track_ai_usage_charges_both_sides_in_one_call(

@@ -20,7 +20,7 @@ from portal.client import (
     ReservationNotOpenError,
 )
 from tests.client.conftest import charges
-from tests.client.live import INACTIVE_FEATURE, LivePortal, OrgKey
+from tests.live import INACTIVE_FEATURE, LivePortal, OrgKey
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from portal.client import (
     FeatureNotFoundError,
 )
 from tests.client.conftest import assert_books_balance, charges, ledger, make_client
-from tests.client.live import CATALOGUE, INACTIVE_FEATURE, LivePortal, OrgKey
+from tests.live import CATALOGUE, INACTIVE_FEATURE, LivePortal, OrgKey
 
 
 def test_balance_is_typed_and_exact(client: CreditClient, org: OrgKey) -> None:

@@ -23,7 +23,7 @@ from portal.client import (
     use_client,
 )
 from tests.client.conftest import charges, ledger, make_client
-from tests.client.live import LivePortal, OrgKey, Seeder
+from tests.live import LivePortal, OrgKey, Seeder
 
 
 def kinds(credit_client: CreditClient) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from portal.client import reset_default
 from tests.client.conftest import assert_books_balance, make_client
-from tests.client.live import ROOT, LivePortal, Seeder
+from tests.live import ROOT, LivePortal, Seeder
 
 DOCS = (ROOT / "docs" / "integration.md", ROOT / "README.md")
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)

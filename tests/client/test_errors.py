@@ -31,7 +31,7 @@ from portal.client import (
 from portal.client import operations as ops
 from portal.client._wire import Call, interpret
 from tests.client.conftest import charges, make_client
-from tests.client.live import INACTIVE_FEATURE, LivePortal, OrgKey, Seeder, free_port
+from tests.live import INACTIVE_FEATURE, LivePortal, OrgKey, Seeder, free_port
 
 MISSING_ID = 987_654_321
 

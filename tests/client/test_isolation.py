@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.client.live import ROOT
+from tests.live import ROOT
 
 BLOCKED = ("flask", "flask_sqlalchemy", "flask_migrate", "sqlalchemy", "psycopg", "werkzeug")
 

@@ -16,7 +16,7 @@ from portal.client import (
 )
 from tests.client.conftest import charges, make_client
 from tests.client.faults import DROP_BEFORE, FORWARD, FaultProxy
-from tests.client.live import LivePortal, OrgKey
+from tests.live import LivePortal, OrgKey
 
 
 def test_captures_the_actual_quantity_set_inside(client: CreditClient) -> None:

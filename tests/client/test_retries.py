@@ -26,7 +26,7 @@ from portal.client import (
 )
 from tests.client.conftest import charges, ledger, make_client
 from tests.client.faults import DROP_AFTER, DROP_BEFORE, FaultProxy, delay, respond
-from tests.client.live import LivePortal, OrgKey
+from tests.live import LivePortal, OrgKey
 
 IN_USE_BODY = (
     b'{"error":{"code":"idempotency_key_in_use",'

@@ -1,4 +1,4 @@
-"""A live portal for the client tests and the client benchmark: gunicorn over a migrated database.
+"""A live portal for tests and benchmarks: gunicorn over a migrated database of its own.
 
 The client is proven against the real thing (HTTP, gunicorn, SQLite or PostgreSQL), not a mock.
 Organizations, keys and prices are seeded through the credits services inside an app context
@@ -13,16 +13,21 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import count
 from pathlib import Path
 
 import httpx
+from flask import Flask
+from werkzeug.serving import WSGIRequestHandler, make_server
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 # The prices the tests and the docs' examples rely on: (feature_key, credits per unit, unit).
@@ -219,3 +224,26 @@ def create_postgres_database(admin_url: str, prefix: str = "portal_client") -> s
 def drop_postgres_database(admin_url: str, url: str) -> None:
     name = url.rsplit("/", 1)[1]
     _pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: object) -> None:
+        """Request lines would bury a failure's output."""
+
+
+@contextmanager
+def serve_in_thread(app: Flask, poll_interval: float = 0.1) -> Iterator[str]:
+    """Serve ``app`` in this process on a free loopback port, one thread per request.
+
+    For tests that need real HTTP against the test database their ``app`` fixture made
+    (concurrency, webhooks delivered by several threads, the Stripe sandbox).
+    """
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, args=(poll_interval,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()

@@ -60,3 +60,23 @@ document.addEventListener("htmx:responseError", (event) => {
   flash.textContent = message;
   box.appendChild(flash);
 });
+
+// Confirmations live in data-confirm attributes (Jinja escapes them), never in inline handlers:
+// a name with a quote can neither run code nor skip the question.
+document.addEventListener(
+  "submit",
+  (event) => {
+    const form = event.target.closest("form[data-confirm]");
+    if (form && !window.confirm(form.dataset.confirm)) {
+      event.preventDefault();
+      event.stopImmediatePropagation(); // htmx listens for submit too: it must not send either
+    }
+  },
+  true,
+);
+
+// A <select data-submit-on-change> submits its form when changed (the organization switcher).
+document.addEventListener("change", (event) => {
+  const select = event.target.closest("select[data-submit-on-change]");
+  if (select && select.form) select.form.requestSubmit();
+});

@@ -23,6 +23,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.database import engine_options
     from portal.errors import register_errorhandlers
     from portal.jsonio import ExactJSONProvider
+    from portal.security import register_security_headers
     from portal.templating import register_template_helpers
 
     app = Flask(
@@ -46,6 +47,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_errorhandlers(app)
     register_commands(app)
     register_server_timing(app)
+    register_security_headers(app)  # every response: pages, API, static, errors, sandbox
     return app
 
 

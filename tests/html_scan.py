@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-# An attribute that runs code inline: on*="…", hx-on*.
-INLINE_ATTRIBUTE = re.compile(r"^(on[a-z]+|hx-on.*)$")
+# An attribute that runs code or styles the page inline: on*="…", hx-on*, style="…".
+INLINE_ATTRIBUTE = re.compile(r"^(on[a-z]+|hx-on.*|style)$")
 
 
 @dataclass
@@ -19,7 +19,7 @@ class Element:
 @dataclass
 class Scan(HTMLParser):
     elements: list[Element] = field(default_factory=list)
-    inline_blocks: list[str] = field(default_factory=list)  # <script> without src
+    inline_blocks: list[str] = field(default_factory=list)  # <script> without src, <style>
 
     def __post_init__(self) -> None:
         HTMLParser.__init__(self, convert_charrefs=True)
@@ -27,7 +27,7 @@ class Scan(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {name: value or "" for name, value in attrs}
         self.elements.append(Element(tag, values))
-        if tag == "script" and "src" not in values:
+        if (tag == "script" and "src" not in values) or tag == "style":
             self.inline_blocks.append(tag)
 
 

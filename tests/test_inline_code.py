@@ -14,9 +14,11 @@ from portal.extensions import db
 from tests.html_scan import confirmations, inline_code
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
-# In template source: an event handler, an htmx inline handler, a javascript: URL or a
-# <script> without src.
-INLINE_SOURCE = re.compile(r"\son[a-z]+\s*=|\shx-on|javascript:|<script(?![^>]*\ssrc=)[^>]*>")
+# In template source: an event handler, an htmx inline handler, a javascript: URL, a
+# <script> without src, a <style> block or a style attribute.
+INLINE_SOURCE = re.compile(
+    r"\son[a-z]+\s*=|\shx-on|javascript:|<script(?![^>]*\ssrc=)[^>]*>|<style|\sstyle\s*="
+)
 HOSTILE_KEY_NAME = "x'+alert(1)+'\"<b>"
 HOSTILE_EMAIL = "o'hara@example.com"
 
@@ -61,3 +63,12 @@ def test_price_delete_confirmation_is_a_data_attribute(client, make_price, make_
     assert inline_code(html) == []
     expected = f"Delete {price.feature_key}? If it was ever used it is archived instead."
     assert expected in confirmations(html)
+
+
+def test_htmx_is_configured_for_the_csp(client):
+    html = client.get("/login").get_data(as_text=True)
+    assert (
+        '<meta name="htmx-config" content=\'{"includeIndicatorStyles": false, '
+        '"allowEval": false, "allowScriptTags": false}\'>'
+    ) in html
+    assert inline_code(html) == []

@@ -100,6 +100,8 @@ def register_blueprints(app: Flask) -> None:
     from portal.settings.views import bp as settings_bp
     from portal.stripe_sandbox import register_sandbox, sandbox_enabled
 
+    # Browsers ask for /favicon.ico wherever a page names no icon (JSON, CSV, downloads).
+    app.add_url_rule("/favicon.ico", "favicon", redirect_to="/static/favicon.svg")
     app.register_blueprint(auth_bp)  # /signup /login /logout /invite/<token> /orgs/switch
     app.register_blueprint(dashboard_bp)  # / /dashboard /usage /usage.csv /transactions
     app.register_blueprint(settings_bp)  # /settings/api-keys /settings/departments …

@@ -80,3 +80,14 @@ document.addEventListener("change", (event) => {
   const select = event.target.closest("select[data-submit-on-change]");
   if (select && select.form) select.form.requestSubmit();
 });
+
+// Escape inside an inline edit (a price row) cancels it: the row's own Cancel link, so htmx
+// swaps the saved row back (and without htmx the link reloads the page).
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || event.defaultPrevented) return;
+  const row = event.target.closest && event.target.closest(".editing");
+  const cancel = row && row.querySelector("[data-cancel-edit]");
+  if (!cancel) return;
+  event.preventDefault();
+  cancel.click();
+});

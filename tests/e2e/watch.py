@@ -55,6 +55,11 @@ class Watch:
         else:
             self.problems.append(f"subresource {response.url} answered {response.status}")
 
+    def redirects(self, url: str) -> bool:
+        """Whether ``url`` only redirects (asked without a browser navigation, same cookies)."""
+        response = self.page.context.request.get(url, max_redirects=0)
+        return 300 <= response.status < 400
+
     def visit(self, url: str, *, max_width: int | None = PHONE["width"]) -> tuple[int, list[str]]:
         self.problems = []
         response = self.page.goto(url, wait_until="load")

@@ -121,6 +121,32 @@ def test_long_text_stays_inside_its_table_at_desktop_width(browser, portal, logi
     assert problems == [], "\n".join(problems)
 
 
+AMOUNT_IN_VIEW = """() => [...document.querySelectorAll('tbody td.amount')].slice(0, 3)
+  .map((cell) => {
+  window.scrollTo(0, cell.getBoundingClientRect().top + window.scrollY - 200);  // rows only
+  const box = cell.getBoundingClientRect();
+  const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return box.left >= 0 && box.right <= window.innerWidth && cell.contains(hit);
+})"""
+AMOUNT_PAGES = {
+    "owner": ("/usage", "/transactions", "/settings/departments"),
+    "admin": ("/admin/organizations", "/admin/organizations/demo"),
+}
+
+
+def test_phones_keep_the_amount_column_in_view(browser, portal, logins, live_values):
+    """Wide tables scroll inside their card; the amount stays visible at its right edge."""
+    hidden = []
+    for role, paths in AMOUNT_PAGES.items():
+        with watched_page(browser, PHONE, logins[role]) as watch:
+            for path in paths:
+                watch.visit(f"{portal.url}{path}")
+                cells = watch.page.evaluate(AMOUNT_IN_VIEW)
+                if not cells or not all(cells):
+                    hidden.append(f"{role} {path}: {cells}")
+    assert hidden == []
+
+
 def test_csrf_failure_page_is_styled_and_clean(browser, portal, logins):
     with watched_page(browser, PHONE, logins["owner"]) as watch:
         watch.visit(f"{portal.url}/settings/api-keys")

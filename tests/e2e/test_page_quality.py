@@ -10,10 +10,13 @@ import re
 
 import httpx
 import pytest
+from flask import Flask, redirect, request
 
 from portal.demo import DEMO_LOGINS
+from portal.security import register_security_headers
 from tests.e2e.pages import LONG_KEY, crawl_list, demo_values, seed_long_text
 from tests.e2e.watch import PHONE, watched_page
+from tests.live import serve_in_thread
 
 pytestmark = pytest.mark.e2e
 HOSTILE_NAME = "x'+alert(1)+'"
@@ -218,3 +221,41 @@ def test_hostile_key_name_is_asked_about_literally_and_dismissing_keeps_the_key(
         page.wait_for_load_state("networkidle")
         assert "revoked" in page.locator("tbody tr", has_text=HOSTILE_NAME).inner_text().lower()
         assert watch.check(max_width=None) == []
+
+
+def _landing(name: str) -> Flask:
+    app = Flask(name)
+    app.add_url_rule("/landed", "landed", lambda: f"landed on {name}")
+    app.add_url_rule("/favicon.ico", "favicon", lambda: ("", 204))
+    return app
+
+
+def test_form_action_governs_where_a_forms_303_may_go(browser):
+    """Why real Stripe's hosts are in form-action: Chromium blocks a form POST whose 303
+    leaves the listed origins (Stripe Checkout is reached exactly so: POST, then 303)."""
+    with serve_in_thread(_landing("listed")) as listed, serve_in_thread(_landing("other")) as other:
+        portal = _landing("portal")
+        portal.config["PORTAL_BASE_URL"] = listed  # a listed origin, like Stripe's with real keys
+        register_security_headers(portal)
+        portal.add_url_rule(
+            "/",
+            "form",
+            lambda: (
+                f'<form method="post" action="/go?to={request.args["to"]}">'
+                "<button>Go</button></form>"
+            ),
+        )
+        portal.add_url_rule(
+            "/go", "go", lambda: redirect(f"{request.args['to']}/landed", 303), methods=["POST"]
+        )
+        with serve_in_thread(portal) as origin, watched_page(browser, PHONE, None) as watch:
+            watch.visit(f"{origin}/?to={listed}")
+            watch.page.get_by_role("button", name="Go").click()
+            watch.page.wait_for_url(f"{listed}/landed")
+            assert watch.check() == []
+
+            watch.visit(f"{origin}/?to={other}")
+            watch.page.get_by_role("button", name="Go").click()
+            watch.page.wait_for_timeout(500)
+            assert watch.page.url.startswith(origin)
+            assert any("form-action" in problem for problem in watch.check())

@@ -83,11 +83,20 @@ document.addEventListener("change", (event) => {
 
 // Escape inside an inline edit (a price row) cancels it: the row's own Cancel link, so htmx
 // swaps the saved row back (and without htmx the link reloads the page).
+let refocusRow = null; // the row whose Edit link gets the focus back once it is swapped in
 document.addEventListener("keydown", (event) => {
   if (event.key !== "Escape" || event.defaultPrevented) return;
   const row = event.target.closest && event.target.closest(".editing");
   const cancel = row && row.querySelector("[data-cancel-edit]");
   if (!cancel) return;
   event.preventDefault();
+  refocusRow = row.id;
   cancel.click();
+});
+document.addEventListener("htmx:afterSettle", () => {
+  const row = refocusRow && document.getElementById(refocusRow);
+  if (!row || row.classList.contains("editing")) return;
+  refocusRow = null;
+  const edit = row.querySelector("a[hx-get]");
+  if (edit) edit.focus();
 });

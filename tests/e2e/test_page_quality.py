@@ -185,6 +185,10 @@ def test_inline_price_edit_saves_and_escape_cancels(browser, portal, logins, liv
         editing.get_by_label("Credits / unit").press("Escape")  # cancels: the saved row returns
         page.wait_for_selector(f"{row}:not(.editing)")
         assert page.locator(row).inner_text() == before
+        edit_link = page.locator(row).get_by_role("link", name=f"Edit {LONG_KEY}")
+        page.wait_for_function(
+            "(link) => document.activeElement === link", arg=edit_link.element_handle()
+        )
         page.locator(row).get_by_role("link", name=f"Edit {LONG_KEY}").click()
         page.locator(f"{row}.editing").get_by_label("Credits / unit").fill("2.5")
         page.locator(f"{row}.editing").get_by_role("button", name="Save").click()

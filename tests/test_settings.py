@@ -102,10 +102,15 @@ def test_department_form_errors(client, owner, data, message):
     assert db.session.scalar(select(Department.id)) is None
 
 
-def test_duplicate_department_is_refused(client, owner):
-    client.post("/settings/departments", data={"name": "Ops"})
-    response = client.post("/settings/departments", data={"name": "Ops"})
-    assert response.status_code == 422 and "exists already" in response.get_data(as_text=True)
+@pytest.mark.parametrize("second", ["Ops", "ops", "OPS"])
+def test_duplicate_department_is_refused(client, owner, second):
+    client.post("/settings/departments", data={"name": "Ops", "monthly_limit": "5"})
+    response = client.post("/settings/departments", data={"name": second, "monthly_limit": "9"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "A department named &#39;Ops&#39; already exists." in page
+    (department,) = db.session.scalars(select(Department))
+    assert (department.name, department.monthly_limit) == ("Ops", credits(5))
 
 
 def test_members_roles_and_last_owner(client, owner, make_user):

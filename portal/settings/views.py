@@ -9,7 +9,7 @@ from portal.auth import service as people
 from portal.auth.access import manager_required, member_required
 from portal.auth.forms import InviteForm, RoleForm
 from portal.credits import apikeys, queries, service
-from portal.credits.errors import DepartmentNotFound
+from portal.credits.errors import DepartmentExists, DepartmentNotFound
 from portal.errors import PortalError
 from portal.settings.forms import ApiKeyForm, DepartmentForm, DepartmentLimitForm
 from portal.timeutil import month_key, utcnow
@@ -92,11 +92,13 @@ def create_department():
     form = DepartmentForm()
     if not form.validate():
         return _render_departments(form, 422)
-    organization_id = g.membership.organization_id
-    if any(d.name == form.name.data for d in queries.list_departments(organization_id)):
-        form.name.errors.append("A department with this name exists already.")
+    try:
+        service.create_department(
+            g.membership.organization_id, form.name.data, form.monthly_limit.micros
+        )
+    except DepartmentExists as exc:
+        form.name.errors.append(exc.message)
         return _render_departments(form, 422)
-    service.set_department_limit(organization_id, form.name.data, form.monthly_limit.micros)
     flash(f"Department “{form.name.data}” created.", "success")
     return redirect(url_for("settings.departments"))
 

@@ -26,7 +26,13 @@ import pytest
 from portal.client import reset_default
 from tests.client.conftest import assert_books_balance, make_client
 from tests.conftest import BACKENDS, PG_ADMIN_URL, require_postgres
-from tests.live import ROOT, LivePortal, drop_postgres_database, start_portal
+from tests.live import (
+    ROOT,
+    LivePortal,
+    create_postgres_database,
+    drop_postgres_database,
+    start_portal,
+)
 
 DOCS = (ROOT / "docs" / "integration.md", ROOT / "README.md")
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -82,12 +88,8 @@ def demo(
         database_url = f"sqlite:///{workdir / 'portal.sqlite3'}"
     else:
         require_postgres()
-        import psycopg
-
-        name = f"portal_demo_{os.getpid()}_{workdir.name[-8:]}".replace("-", "_")
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # empty: ``flask db upgrade`` builds it
-        database_url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        # Empty: ``flask db upgrade`` builds it, as ``make run`` does.
+        database_url = create_postgres_database(PG_ADMIN_URL, "portal_demo", migrated=False)
     try:
         output = make_run_steps(database_url, workdir)
         keys = [line for line in output.splitlines() if line.startswith("cpk_")]

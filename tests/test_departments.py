@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from flask import current_app
 from flask_migrate import upgrade
 from sqlalchemy import func, insert, select, text
@@ -131,8 +132,15 @@ def test_api_put_limit_in_another_case_answers_with_the_stored_name(api, org):
 # --- the migration -----------------------------------------------------------------------------
 
 
+MIGRATION = "0013_departments"
+
+
+def alembic_config(app):
+    return app.extensions["migrate"].migrate.get_config()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_at_0012(request: pytest.FixtureRequest, tmp_path: Path):
+def database_before(request: pytest.FixtureRequest, tmp_path: Path):
     """An empty database migrated to the revision before the case-insensitive index."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
@@ -145,7 +153,8 @@ def database_at_0012(request: pytest.FixtureRequest, tmp_path: Path):
         request.addfinalizer(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     app = create_app({"SQLALCHEMY_DATABASE_URI": url})
     with app.app_context():
-        upgrade(revision="0012")
+        previous = ScriptDirectory.from_config(alembic_config(app)).get_revision(MIGRATION)
+        upgrade(revision=previous.down_revision)
         yield app
         db.session.remove()
         db.engine.dispose()
@@ -171,10 +180,10 @@ def _old_departments(*names: str) -> None:
 
 def alembic_upgrade() -> None:
     """Alembic itself: Flask-Migrate's wrapper would turn the migration's error into an exit."""
-    command.upgrade(current_app.extensions["migrate"].migrate.get_config(), "head")
+    command.upgrade(alembic_config(current_app), MIGRATION)
 
 
-def test_the_migration_refuses_to_guess_between_case_duplicates(database_at_0012):
+def test_the_migration_refuses_to_guess_between_case_duplicates(database_before):
     """Merging would rewrite ledger rows (never allowed) and renaming would move a caller's
     charges to another department's limit, so the upgrade stops and says what to rename."""
     _old_departments("Marketing", "marketing", "Support")

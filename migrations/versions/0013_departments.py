@@ -1,6 +1,6 @@
 """Department names unique per organization regardless of case
 
-Revision ID: 0013
+Revision ID: 0013_departments
 Revises: 0012
 Create Date: 2026-12-04
 
@@ -9,7 +9,8 @@ Create Date: 2026-12-04
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
+# A named id: other 0013 migrations of the same issue (accounts, billing) branch from 0012 too.
+revision = "0013_departments"
 down_revision = "0012"
 branch_labels = None
 depends_on = None

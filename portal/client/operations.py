@@ -78,7 +78,8 @@ def _from_float(value: float, field: str) -> Decimal:
         raise ValueError(f"{field} must be a finite number, got {value!r}")
     with localcontext() as context:
         context.prec = 400  # room for any finite float's digits plus 6 places
-        return Decimal(repr(value)).quantize(FLOAT_PLACES, rounding=ROUND_HALF_UP).normalize()
+        shortest = float.__repr__(value)  # a subclass (numpy.float64) may print itself otherwise
+        return Decimal(shortest).quantize(FLOAT_PLACES, rounding=ROUND_HALF_UP).normalize()
 
 
 def _key(idempotency_key: str | None) -> str:

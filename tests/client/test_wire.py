@@ -72,6 +72,14 @@ def test_floats_go_through_their_shortest_form_rounded_half_up(value: float, exp
     assert encode_json({"q": result}) == f'{{"q":{expected}}}'.encode()
 
 
+def test_a_float_subclass_is_read_as_its_float_value() -> None:
+    class Float64(float):  # as numpy's float64, whose repr is "np.float64(0.1)"
+        def __repr__(self) -> str:
+            return f"Float64({float(self)!r})"
+
+    assert number(Float64(0.1), "quantity") == Decimal("0.1")
+
+
 def test_ints_and_decimals_stay_exactly_as_given() -> None:
     assert type(number(7, "quantity")) is int
     assert number(Decimal("0.1234567"), "quantity") == Decimal("0.1234567")  # the portal decides

@@ -10,16 +10,18 @@ What is limited (settings in ``portal/config.py``, README "Limits"):
 - The API: per API key, ``PORTAL_API_RATE_LIMIT``; requests with a missing or wrong key per
   client address, ``PORTAL_API_UNAUTHENTICATED_RATE_LIMIT``. Past that limit an address gets
   429 for every API request, before its key is looked up, until the window passes: a guess
-  that happens to be right is refused too, so guessing is as slow as the limit. (The cost: a
-  client behind the same NAT as a misbehaving one is refused for at most one window.)
+  that happens to be right is refused too, so guessing is as slow as the limit. The counter is
+  shared (Redis); the block is remembered per process, so each worker refuses good keys from
+  that address from the first wrong key it sees there (at most one more guess per worker).
+  The cost: a client behind the same NAT as a misbehaving one is refused for one window.
 
 How: one Flask-Limiter per app (its storage, fallback and state live on the instance, and the
 test suite builds hundreds of apps). Web views carry a marker from ``per_address`` /
 ``per_account``; ``init_app`` wraps the marked views with that app's ``limiter.limit``. The API
 hook does not go through Flask-Limiter's per-route machinery: on the deduct hot path it calls
-the limiter's fixed-window strategy directly (one ``GET`` for the address check, one Lua
-``INCR``+``EXPIRE`` per key: two Redis round trips, nothing else), because the decorator path
-costs several times more per request (measured below).
+the limiter's fixed-window strategy directly, one Lua ``INCR``+``EXPIRE`` per request (one
+Redis round trip, nothing else; the address check is a dict lookup), because the decorator
+path costs several times more per request (measured below).
 
 Client address: the socket's, unless ``PORTAL_TRUSTED_PROXIES`` = N > 0, when werkzeug's
 ``ProxyFix`` takes the N-th address from the right of ``X-Forwarded-For`` (only ever trust as
@@ -45,7 +47,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -68,6 +70,8 @@ SETTINGS = (LOGIN_LIMIT, SIGNUP_LIMIT, API_LIMIT, API_UNAUTHENTICATED_LIMIT)
 REDIS_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
 STORAGE_RETRY_SECONDS = 10
 EXTENSION = "portal.limits"
+WRONG_KEYS = "Too many requests with a missing or wrong API key from your address."
+MAX_BLOCKED = 10_000
 _RULES = "_portal_rate_limits"
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -233,27 +237,36 @@ class PortalLimits:
     prefix: tuple[str, ...]
     api_key_limits: list[RateLimitItem]
     unauthenticated_limits: list[RateLimitItem]
+    # Addresses past the wrong-key limit, until their window ends (epoch seconds). Kept in the
+    # process so that the check costs a good key no round trip; each worker learns of a block
+    # from the shared counter at the first wrong key it sees from that address.
+    blocked: dict[str, float] = field(default_factory=dict)
 
     def refuse_blocked_address(self) -> None:
-        ids = (*self.prefix, "api-unauthenticated", client_address())
-        for item in self.unauthenticated_limits:
-            if not self.counters.test(item, *ids):
-                raise self._refusal(item, ids, "Too many requests with a wrong API key.")
+        until = self.blocked.get(client_address())
+        if until is not None:
+            wait = until - time.time()
+            if wait > 0:
+                raise RateLimited(WRONG_KEYS, math.ceil(wait))
+            self.blocked.pop(client_address(), None)
 
     def count_failed_key(self) -> None:
-        ids = (*self.prefix, "api-unauthenticated", client_address())
+        address = client_address()
+        ids = (*self.prefix, "api-unauthenticated", address)
         for item in self.unauthenticated_limits:
             if not self.counters.hit(item, *ids):
-                raise self._refusal(item, ids, "Too many requests with a wrong API key.")
+                wait = self.counters.retry_after(item, *ids)
+                if len(self.blocked) > MAX_BLOCKED:  # a flood of addresses: forget the old
+                    self.blocked = {a: t for a, t in self.blocked.items() if t > time.time()}
+                self.blocked[address] = time.time() + wait
+                raise RateLimited(WRONG_KEYS, wait)
 
     def count_key(self, key_id: int) -> None:
         ids = (*self.prefix, "api-key", str(key_id))
         for item in self.api_key_limits:
             if not self.counters.hit(item, *ids):
-                raise self._refusal(item, ids, f"This API key is limited to {item}.")
-
-    def _refusal(self, item: RateLimitItem, ids: tuple[str, ...], message: str) -> RateLimited:
-        return RateLimited(message, self.counters.retry_after(item, *ids))
+                message = f"This API key is limited to {item}."
+                raise RateLimited(message, self.counters.retry_after(item, *ids))
 
 
 def guard_api(authenticate: Callable[[], None]) -> Callable[[], None]:

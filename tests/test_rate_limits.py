@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+import httpx
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -14,10 +15,11 @@ from sqlalchemy import func, select
 
 from portal import create_app, limits
 from portal.auth import service as people
+from portal.client import CreditClient, RateLimitedError
 from portal.config import load_config
 from portal.credits.models import Organization
 from portal.extensions import db
-from tests.conftest import DEFAULT_PASSWORD, assert_error
+from tests.conftest import DEFAULT_PASSWORD, REDIS_URL, assert_error
 from tests.live import free_port
 
 ADDRESS_A = {"REMOTE_ADDR": "198.51.100.1"}
@@ -235,6 +237,47 @@ def test_good_keys_do_not_count_against_the_address(api: Any, make_org: Any) -> 
     for _ in range(5):
         assert api.get("/balance", org, environ_base=ADDRESS_A).status_code == 200
     assert api.get("/features/pricing?key=x", environ_base=ADDRESS_A).status_code == 404
+
+
+@pytest.mark.rate_limits(PORTAL_API_RATE_LIMIT="1 per minute")
+def test_the_python_client_reads_the_refusal_and_its_retry_after(app: Flask, make_org: Any) -> None:
+    org = make_org()
+    transport = httpx.WSGITransport(app=app)
+    with CreditClient("http://portal.test", org.api_key, transport=transport, max_retries=0) as c:
+        c.balance()
+        with pytest.raises(RateLimitedError) as refused:
+            c.balance()
+
+    assert refused.value.code == "rate_limited"
+    assert refused.value.retry_after is not None and 1 <= refused.value.retry_after <= 60
+
+
+@pytest.mark.rate_limits(
+    PORTAL_API_RATE_LIMIT="2 per minute", PORTAL_API_UNAUTHENTICATED_RATE_LIMIT="2 per minute"
+)
+def test_workers_share_the_counters_in_redis(app: Flask, make_org: Any, redis_prefix: str) -> None:
+    """Two apps on one Redis prefix stand for two gunicorn workers."""
+    config = {
+        **app.config,
+        "RATELIMIT_STORAGE_URI": REDIS_URL,
+        "RATELIMIT_KEY_PREFIX": redis_prefix,
+    }
+    first, second = (create_app(config).test_client() for _ in "ab")
+    org = make_org()
+    db.session.rollback()  # SQLite: the other apps' sessions need the write lock
+    wrong = {"Authorization": "Bearer cpk_0000_guess"}
+
+    keyed = [
+        w.get("/api/v1/balance", headers=org.headers).status_code for w in (first, second, first)
+    ]
+    for worker in (first, second):
+        worker.get("/api/v1/balance", headers=wrong, environ_base=ADDRESS_A)
+    third_guess = second.get("/api/v1/balance", headers=wrong, environ_base=ADDRESS_A)
+    right_key_after = second.get("/api/v1/balance", headers=org.headers, environ_base=ADDRESS_A)
+
+    assert keyed == [200, 200, 429]
+    assert third_guess.status_code == 429
+    assert right_key_after.status_code == 429
 
 
 # --- client address --------------------------------------------------------------------------

@@ -210,6 +210,19 @@ def test_api_limited_per_key(
     assert api.get("/balance", neighbour).status_code == 200  # another key: its own budget
 
 
+@pytest.mark.rate_limits(PORTAL_API_RATE_LIMIT="1 per second")
+def test_api_key_allowed_again_once_the_window_passes(
+    api: Any, make_org: Any, limit_storage: dict[str, Any]
+) -> None:
+    org = make_org()
+    assert api.get("/balance", org).status_code == 200
+    assert_error(api.get("/balance", org), 429, "rate_limited")
+
+    time.sleep(1.1)
+
+    assert api.get("/balance", org).status_code == 200
+
+
 @pytest.mark.rate_limits(PORTAL_API_UNAUTHENTICATED_RATE_LIMIT="2 per minute")
 def test_wrong_api_keys_block_the_address(
     api: Any, make_org: Any, limit_storage: dict[str, Any]

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from limits import parse
 from sqlalchemy import func, select
 
 from portal import create_app, limits
@@ -221,6 +222,24 @@ def test_api_key_allowed_again_once_the_window_passes(
     time.sleep(1.1)
 
     assert api.get("/balance", org).status_code == 200
+
+
+@pytest.mark.rate_limits(PORTAL_API_RATE_LIMIT="300 per minute")
+def test_large_api_limits_are_sent_to_the_storage_in_batches(
+    api: Any, make_org: Any, limit_storage: dict[str, Any]
+) -> None:
+    """300 a minute: batches of 3, so a process may serve 2 more before the storage says no."""
+    org = make_org()
+    answers = [api.get("/balance", org).status_code for _ in range(310)]
+
+    assert answers == [200] * 302 + [429] * 8
+
+
+@pytest.mark.parametrize(
+    ("limit", "batch"), [("3/minute", 1), ("199/minute", 1), ("200/minute", 2), ("6000/minute", 20)]
+)
+def test_report_batches_stay_exact_for_small_limits(limit: str, batch: int) -> None:
+    assert limits.report_batch(parse(limit)) == batch
 
 
 @pytest.mark.rate_limits(PORTAL_API_UNAUTHENTICATED_RATE_LIMIT="2 per minute")

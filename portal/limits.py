@@ -197,7 +197,7 @@ def _web_retry_after(exc: RateLimitExceeded) -> int:
     limiter = current_app.extensions[EXTENSION].limiter
     try:
         reset_at = limiter.current_limit.window.reset_time
-    except Exception:
+    except Exception:  # the storage went away since the hit: the window's length is the bound
         return int(exc.limit.limit.get_expiry())
     return max(1, math.ceil(reset_at - time.time()))
 

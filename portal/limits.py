@@ -38,20 +38,19 @@ counting falls back to per-process memory and logs a warning; it never takes the
 Redis that hangs costs at most the 0.5 s socket timeouts, then ``STORAGE_RETRY_SECONDS`` of
 memory counting before Redis is tried again.
 
-Measured cost (``python -m tests.benchmarks.limiter_cost``, method in its docstring; 2-core
-VM at load average 6-10 from other work, so whole-request figures carry a few % of noise: the
-"limits off" control app came out -2.1%). Per API request, in process, CPU:
+Measured cost (``python -m tests.benchmarks.limiter_cost``, method in its docstring), on this
+2-core VM at load average 5-10 from other work. Per API request, in process, CPU:
 
-- this module's hook: 3.8 us on memory, 7.5-17 us on Redis (one round trip per 20 requests at
-  the default limit; a round trip alone costs 100 us of CPU here under load, 250 us wall);
-- Flask-Limiter's own before/after-request hooks, which every request passes: 23-39 us;
-- the same count through a Flask-Limiter route decorator instead: 60-70 us memory, 180-380 us
-  Redis (why the API does not use one); limits' MemoryStorage alone: 100-450 us per request at
-  a few hundred requests a second (its timer thread; why ``LocalWindows`` exists);
-- a whole deduct through the test client on SQLite, 1,481 us of CPU with limits off: +3.9%
-  with memory, +8.4% with Redis (median of 11 rounds x 300; least-disturbed rounds +8.2% and
-  +11.6%). The deduct over gunicorn and PostgreSQL costs 2.15 ms of server CPU, so the same
-  ~30-55 us is a smaller share there; ``make bench`` is the figure that counts.
+- this module's hook: 3.7 us on memory, 7.5-17 us on Redis (one round trip per 20 requests at
+  the default limit; one round trip alone costs ~100 us of CPU here under load, 250 us wall);
+- Flask-Limiter's own before/after-request hooks, which every request passes: 23-25 us;
+- so about 30-40 us per API request: ~2% of a deduct through the test client on SQLite
+  (1.5-1.7 ms of CPU), ~1.5% of the 2.15 ms of server CPU a deduct costs over gunicorn and
+  PostgreSQL (README, Performance). Whole-deduct A/B runs on this machine are inside its noise:
+  the "limits off" control app differed from "off" by -2% in one run and +24% in another.
+- For comparison, the same count through a Flask-Limiter route decorator: 60-70 us memory,
+  180-380 us Redis (why the API does not use one); limits' MemoryStorage: 100-450 us per
+  request at a few hundred requests a second (its timer thread; why ``LocalWindows`` exists).
 """
 
 from __future__ import annotations

@@ -242,6 +242,22 @@ def test_report_batches_stay_exact_for_small_limits(limit: str, batch: int) -> N
     assert limits.report_batch(parse(limit)) == batch
 
 
+def test_local_windows_forget_ended_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of addresses cannot grow a process's counters without bound."""
+    monkeypatch.setattr(limits, "MAX_WINDOWS", 2)
+    now = [1000.0]
+    windows = limits.LocalWindows(clock=lambda: now[0])
+    per_second = parse("1/second")
+    for address in ("a", "b", "c"):
+        assert windows.hit(per_second, address)
+    now[0] += 2  # every window so far has ended
+    assert windows.hit(per_second, "d")
+
+    assert len(windows._windows) == 1
+    assert windows.hit(per_second, "a")  # a new window, not the old count
+    assert not windows.hit(per_second, "a")
+
+
 @pytest.mark.rate_limits(PORTAL_API_UNAUTHENTICATED_RATE_LIMIT="2 per minute")
 def test_wrong_api_keys_block_the_address(
     api: Any, make_org: Any, limit_storage: dict[str, Any]

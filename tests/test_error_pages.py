@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 from flask import abort, g
+from sqlalchemy.exc import OperationalError
 
 from portal.extensions import login_manager
+from portal.limits import RateLimited
 from tests.html_scan import inline_code, scan
 
 LAYOUT = '<link rel="stylesheet" href="/static/app.css">'
@@ -22,6 +24,15 @@ def aborting(app):
         raise RuntimeError("boom")
 
     app.add_url_rule("/_test/boom", "test_boom", boom)
+
+    def rate_limited():
+        raise RateLimited("Too many sign-ups from your network.", retry_after=30)
+
+    def outage():
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    app.add_url_rule("/_test/limited", "test_limited", rate_limited)
+    app.add_url_rule("/_test/outage", "test_outage", outage)
     return app
 
 
@@ -47,6 +58,16 @@ def assert_styled(response, status: int, heading: str) -> str:
 )
 def test_error_pages_use_the_site_layout(client, aborting, status, heading):
     assert_styled(client.get(f"/_test/abort/{status}"), status, heading)
+
+
+def test_rate_limit_and_database_outage_pages_are_styled(client, aborting):
+    limited = client.get("/_test/limited")
+    html = assert_styled(limited, 429, "Too many requests")
+    assert "Too many sign-ups from your network. Try again in 30 seconds." in html
+    assert limited.headers["Retry-After"] == "30"
+    outage = client.get("/_test/outage")
+    assert_styled(outage, 503, "Temporarily unavailable")
+    assert outage.headers["Retry-After"]
 
 
 def test_unknown_page_and_wrong_method_are_styled(client):

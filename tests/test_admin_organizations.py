@@ -182,9 +182,9 @@ def test_negative_adjustment_beyond_available_is_refused(client, admin, acme, ap
     ("amount", "reason", "field", "message"),
     [
         ("", "Goodwill", "amount", "Enter an amount"),
-        ("0", "Goodwill", "amount", "Amount must be greater than zero."),
-        ("1.0000001", "Goodwill", "amount", "Amount must have at most 6 decimal places."),
-        ("lots", "Goodwill", "amount", "Amount must be a decimal number."),
+        ("0", "Goodwill", "amount", "The amount must be greater than zero."),
+        ("1.0000001", "Goodwill", "amount", "Use at most 6 decimal places"),
+        ("lots", "Goodwill", "amount", "Type an amount like 1234.5 or 1,234.5"),
         ("1000000001", "Goodwill", "amount", "At most 1,000,000,000 credits per adjustment."),
         ("5", "", "reason", "Say why"),
         ("5", "    ", "reason", "Say why"),

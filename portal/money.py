@@ -162,7 +162,13 @@ def format_credits(micros: int, places: int | None = None) -> str:
 
 
 def cost_micros(unit_price_micros: int, quantity_micros: int) -> int:
-    """Price × quantity, both in micro-units, rounded half-up to a whole micro-credit."""
+    """Price × quantity, both in micro-units, rounded half-up to a whole micro-credit.
+
+    A non-zero cost is never rounded to zero: below half a micro-credit it costs 1, so a
+    priced feature cannot be used for free by sending small quantities. Only a free feature
+    or a zero quantity costs nothing.
+    """
     product = unit_price_micros * quantity_micros
     whole, remainder = divmod(product, MICRO)
-    return whole + (1 if remainder * 2 >= MICRO else 0)
+    cost = whole + (1 if remainder * 2 >= MICRO else 0)
+    return 1 if cost == 0 and product > 0 else cost

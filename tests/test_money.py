@@ -102,9 +102,8 @@ def test_to_decimal_keeps_the_exact_value():
         ("5", "1"),
         ("0.001", "3"),
         ("0.000001", "0.5"),  # exactly half a micro-credit: rounds up
-        ("0.000001", "0.499999"),  # just under half: rounds down
+        ("0.000003", "0.499999"),  # just under half of 3: rounds down to 1
         ("0.000003", "0.5"),  # 1.5 micro-credits -> 2
-        ("0.000001", "0.000001"),  # a trillionth of a credit rounds to nothing
         ("2.5", "1000000"),
         ("0.333333", "3"),
         ("1.234567", "7.654321"),
@@ -115,6 +114,24 @@ def test_cost_micros_rounds_half_up_to_six_places(unit_price, quantity):
         Decimal("0.000001"), rounding=ROUND_HALF_UP
     )
     assert cost_micros(micros_of(unit_price), micros_of(quantity)) == micros_of(str(expected))
+
+
+@pytest.mark.parametrize(
+    ("unit_price", "quantity"),
+    [
+        ("0.000001", "0.1"),  # a tenth of a micro-credit
+        ("0.000001", "0.499999"),  # just under half
+        ("0.000001", "0.000001"),  # a trillionth of a credit
+        ("0.000002", "0.2"),
+    ],
+)
+def test_a_non_zero_cost_never_rounds_to_zero(unit_price, quantity):
+    assert cost_micros(micros_of(unit_price), micros_of(quantity)) == 1
+
+
+@pytest.mark.parametrize(("unit_price", "quantity"), [("0", "5"), ("5", "0"), ("0", "0")])
+def test_only_a_zero_price_or_quantity_costs_nothing(unit_price, quantity):
+    assert cost_micros(micros_of(unit_price), micros_of(quantity)) == 0
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,7 @@ class Credit:
 class Outcome:
     note: str
     credit: Credit | None = None
+    alert: bool = False  # a human should look: logged as a warning
 
 
 Event = dict[str, Any]
@@ -140,11 +141,12 @@ def _checkout_payment(session: sd.Obj) -> Payment | None:
         organization_id=organization_id,
         checkout_session_id=session["id"],
         mode=mode,
-        package_id=package.id if package else None,
-        plan_id=plan.id if plan else None,
+        package=package,
+        plan=plan,
         credits=package.credits if package else 0,
-        amount_cents=session.get("amount_total") or 0,
-        currency=session.get("currency") or "usd",
+        # What the catalogue asks today; the session's own amount is checked against it.
+        amount_cents=package.price_cents if package else session.get("amount_total") or 0,
+        currency=package.currency if package else session.get("currency") or "usd",
         status="open",
     )
     db.session.add(payment)
@@ -166,11 +168,19 @@ def on_checkout_session(event: Event) -> Outcome:
     payment.payment_intent_id = sd.object_id(session.get("payment_intent")) or (
         payment.payment_intent_id
     )
-    if session.get("amount_total") is not None:
-        payment.amount_cents = session["amount_total"]
+    if payment.status == "mismatch":
+        return Outcome("mismatch already recorded: nothing granted", alert=True)
+    if payment.fulfilled_at is not None:
+        return Outcome("already fulfilled")
+    mismatch = _mismatch(payment, session)
+    if mismatch is not None:
+        # Signed by Stripe, but not what we sold: grant nothing, and leave it for a human.
+        payment.status = "mismatch"
+        if _is_amount(session.get("amount_total")):
+            payment.amount_cents = session["amount_total"]  # what was actually paid
+        return Outcome(f"mismatch: {mismatch}; nothing granted", alert=True)
     if event["type"] == "checkout.session.async_payment_failed":
-        if payment.fulfilled_at is None:
-            payment.status = "failed"
+        payment.status = "failed"
         return Outcome("payment failed: nothing granted")
     paid = event["type"] == "checkout.session.async_payment_succeeded" or (
         session.get("payment_status") in PAID
@@ -179,8 +189,6 @@ def on_checkout_session(event: Event) -> Outcome:
         if payment.status == "open":
             payment.status = "processing"
         return Outcome("awaiting an asynchronous payment")
-    if payment.fulfilled_at is not None:
-        return Outcome("already fulfilled")
     payment.status, payment.fulfilled_at = "paid", now
     payment.paid_at = payment.paid_at or now
     name = payment.package.name if payment.package else "Credit"
@@ -194,6 +202,46 @@ def on_checkout_session(event: Event) -> Outcome:
             f"{name} package: {format_credits(payment.credits)} credits",
             {"checkout_session": session["id"], "payment_intent": payment.payment_intent_id},
         ),
+    )
+
+
+def _is_amount(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _mismatch(payment: Payment, session: sd.Obj) -> str | None:
+    """Why a package session is not what the catalogue sold at checkout, or ``None``.
+
+    The amount and currency are fixed on our row when the session is created (the price then),
+    so a later price edit is no mismatch. The price is checked where the event names it: the
+    package in the metadata we set, and the line items when the session carries them.
+    """
+    amount, currency = session.get("amount_total"), session.get("currency")
+    if not _is_amount(amount) or amount != payment.amount_cents:
+        return f"amount_total {amount!r} is not {payment.amount_cents}"
+    if not isinstance(currency, str) or currency.lower() != payment.currency.lower():
+        return f"currency {currency!r} is not {payment.currency!r}"
+    package = payment.package
+    if package is None:
+        return "no package to compare with"
+    named = sd.metadata(session).get("package")
+    if named is not None and named != package.lookup_key:
+        return f"metadata package {named!r} is not {package.lookup_key!r}"
+    for price in sd.line_item_prices(session):
+        if not _is_price_of(price, package):
+            return f"price {sd.object_id(price)!r} is not a price of {package.lookup_key!r}"
+    return None
+
+
+def _is_price_of(price: Any, package: Package) -> bool:
+    """The package's price now, or any price of its product (re-pricing makes a new price)."""
+    if isinstance(price, str):
+        return price == package.stripe_price_id
+    if not isinstance(price, dict):
+        return False
+    return (bool(price.get("id")) and price.get("id") == package.stripe_price_id) or (
+        package.stripe_product_id is not None
+        and sd.object_id(price.get("product")) == package.stripe_product_id
     )
 
 
@@ -363,6 +411,8 @@ def on_charge_refunded(event: Event) -> Outcome:
     intent = sd.object_id(charge.get("payment_intent"))
     payment = _locked(Payment, Payment.payment_intent_id, intent) if intent else None
     ours = payment is not None or (sd.metadata(charge).get("package") and not charge.get("invoice"))
+    if payment is not None and payment.status == "mismatch":
+        return Outcome("refund of a mismatched payment: it granted nothing to take back")
     if payment is None or payment.fulfilled_at is None:
         if ours:  # its checkout event has not been applied yet: take back after granting
             raise RetryLater("The refunded purchase has not been fulfilled yet.")

@@ -166,17 +166,19 @@ def retrieve_subscription(subscription_id: str) -> dict[str, Any]:
         raise _fail("load the subscription", exc) from exc
 
 
-def switch_subscription_price(subscription_id: str, item_id: str, price_id: str) -> None:
-    """Move a subscription to another price from its next period (no proration invoice)."""
+def switch_subscription_price(
+    subscription_id: str, item_id: str, price_id: str, *, resume: bool = False
+) -> None:
+    """Move a subscription to another price, billed from its next period (no proration);
+    ``resume`` also withdraws a pending cancellation, which is otherwise left alone."""
+    params: dict[str, Any] = {
+        "items": [{"id": item_id, "price": price_id}],
+        "proration_behavior": "none",
+    }
+    if resume:
+        params["cancel_at_period_end"] = False
     try:
-        _client().v1.subscriptions.update(
-            subscription_id,
-            params={
-                "items": [{"id": item_id, "price": price_id}],
-                "proration_behavior": "none",
-                "cancel_at_period_end": False,
-            },
-        )
+        _client().v1.subscriptions.update(subscription_id, params=params)  # type: ignore[arg-type]
     except stripe.StripeError as exc:
         raise _fail("change the plan", exc) from exc
 

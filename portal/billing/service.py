@@ -42,10 +42,7 @@ from portal.timeutil import utcnow
 
 SUCCESS_PATH = "billing/success?session_id={CHECKOUT_SESSION_ID}"
 RETURN_PATH = "billing"
-
-
-class AlreadyOnPlan(Conflict):
-    code = "already_on_plan"
+SWITCH_PATH = "billing/plans/{lookup_key}/switch"
 
 
 class NothingToManage(Conflict):
@@ -87,10 +84,9 @@ def _end_transaction() -> None:
 def start_checkout(purchase: Purchase) -> Next:
     """A Checkout Session for a package or a first plan; an existing plan is switched instead."""
     item = catalogue.find_for_sale(purchase.kind, purchase.lookup_key)
-    if purchase.kind == "plan":
-        live = queries.live_subscription(purchase.organization_id)
-        if live is not None:
-            return _switch_plan(live.id, item.id)
+    if purchase.kind == "plan" and queries.live_subscription(purchase.organization_id):
+        # Already subscribed: a switch is never one click; it is confirmed on its own page.
+        return Next(gateway.base_url() + SWITCH_PATH.format(lookup_key=item.lookup_key))
     item_id, price_id = item.id, item.stripe_price_id
     credits, cents, currency = item.credits, item.price_cents, item.currency
     customer_id = _customer_id(purchase.organization_id)
@@ -156,31 +152,6 @@ def _customer_id(organization_id: int) -> str:
             )
         )
     return customer_id
-
-
-def _switch_plan(subscription_row_id: int, plan_id: int) -> Next:
-    """Move the live subscription to another plan from its next period (Stripe bills it then
-    and ``invoice.paid`` grants the new plan's credits); the webhook updates our copy.
-
-    Stripe's copy is read first: a switch made a moment ago may not have reached us yet.
-    """
-    subscription = queries.subscription(subscription_row_id)
-    plan = catalogue.get_item("plan", plan_id)
-    sub_id, name = subscription.stripe_subscription_id, plan.name
-    price_id, renews = plan.stripe_price_id, subscription.current_period_end
-    _end_transaction()
-    if price_id is None:
-        price_id = sync_item("plan", plan_id).price_id
-    assert price_id is not None
-    item = gateway.retrieve_subscription(sub_id)["items"]["data"][0]
-    if item["price"]["id"] == price_id:
-        raise AlreadyOnPlan(f"You are on the {name} plan already.")
-    gateway.switch_subscription_price(sub_id, item["id"], price_id)
-    when = f" on {renews:%Y-%m-%d}" if renews else ""
-    return Next(
-        gateway.base_url() + RETURN_PATH,
-        f"Your plan changes to {name} at the next renewal{when}.",
-    )
 
 
 def open_billing_portal(organization_id: int) -> Next:

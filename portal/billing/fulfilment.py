@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 
 from portal.billing import stripe_data as sd
+from portal.billing.matching import catalogue_mismatch, is_amount
 from portal.billing.models import BillingCustomer, Invoice, Package, Payment, Plan, Subscription
 from portal.credits.models import Organization
 from portal.errors import PortalError
@@ -172,11 +173,11 @@ def on_checkout_session(event: Event) -> Outcome:
         return Outcome("mismatch already recorded: nothing granted", alert=True)
     if payment.fulfilled_at is not None:
         return Outcome("already fulfilled")
-    mismatch = _mismatch(payment, session)
+    mismatch = catalogue_mismatch(payment, session)
     if mismatch is not None:
         # Signed by Stripe, but not what we sold: grant nothing, and leave it for a human.
         payment.status = "mismatch"
-        if _is_amount(session.get("amount_total")):
+        if is_amount(session.get("amount_total")):
             payment.amount_cents = session["amount_total"]  # what was actually paid
         return Outcome(f"mismatch: {mismatch}; nothing granted", alert=True)
     if event["type"] == "checkout.session.async_payment_failed":
@@ -202,46 +203,6 @@ def on_checkout_session(event: Event) -> Outcome:
             f"{name} package: {format_credits(payment.credits)} credits",
             {"checkout_session": session["id"], "payment_intent": payment.payment_intent_id},
         ),
-    )
-
-
-def _is_amount(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _mismatch(payment: Payment, session: sd.Obj) -> str | None:
-    """Why a package session is not what the catalogue sold at checkout, or ``None``.
-
-    The amount and currency are fixed on our row when the session is created (the price then),
-    so a later price edit is no mismatch. The price is checked where the event names it: the
-    package in the metadata we set, and the line items when the session carries them.
-    """
-    amount, currency = session.get("amount_total"), session.get("currency")
-    if not _is_amount(amount) or amount != payment.amount_cents:
-        return f"amount_total {amount!r} is not {payment.amount_cents}"
-    if not isinstance(currency, str) or currency.lower() != payment.currency.lower():
-        return f"currency {currency!r} is not {payment.currency!r}"
-    package = payment.package
-    if package is None:
-        return "no package to compare with"
-    named = sd.metadata(session).get("package")
-    if named is not None and named != package.lookup_key:
-        return f"metadata package {named!r} is not {package.lookup_key!r}"
-    for price in sd.line_item_prices(session):
-        if not _is_price_of(price, package):
-            return f"price {sd.object_id(price)!r} is not a price of {package.lookup_key!r}"
-    return None
-
-
-def _is_price_of(price: Any, package: Package) -> bool:
-    """The package's price now, or any price of its product (re-pricing makes a new price)."""
-    if isinstance(price, str):
-        return price == package.stripe_price_id
-    if not isinstance(price, dict):
-        return False
-    return (bool(price.get("id")) and price.get("id") == package.stripe_price_id) or (
-        package.stripe_product_id is not None
-        and sd.object_id(price.get("product")) == package.stripe_product_id
     )
 
 

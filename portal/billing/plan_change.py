@@ -16,6 +16,7 @@ from datetime import datetime
 
 from portal.billing import catalogue, gateway, queries
 from portal.billing.cents import format_cents
+from portal.billing.models import Plan, Subscription
 from portal.billing.sync import sync_item
 from portal.errors import Conflict
 from portal.extensions import db
@@ -64,14 +65,17 @@ class SwitchRequest:
     replace_cancellation: bool = False
 
 
-def preview(organization_id: int, lookup_key: str) -> SwitchPreview:
-    """The switch as our copy of the subscription sees it (the switch itself asks Stripe)."""
+def _target(organization_id: int, lookup_key: str) -> tuple[Plan, Subscription]:
     plan = catalogue.find_for_sale("plan", lookup_key)
     live = queries.live_subscription(organization_id)
     if live is None:
         raise NoPlanToSwitch("There is no plan to switch: subscribe to one first.")
     if live.plan_id == plan.id:
         raise AlreadyOnPlan(f"You are on the {plan.name} plan already.")
+    return plan, live
+
+
+def _summary(plan: Plan, live: Subscription) -> SwitchPreview:
     return SwitchPreview(
         lookup_key=plan.lookup_key,
         current_name=live.plan.name if live.plan else "your current plan",
@@ -84,16 +88,19 @@ def preview(organization_id: int, lookup_key: str) -> SwitchPreview:
     )
 
 
+def preview(organization_id: int, lookup_key: str) -> SwitchPreview:
+    """The switch as our copy of the subscription sees it (the switch itself asks Stripe)."""
+    return _summary(*_target(organization_id, lookup_key))
+
+
 def switch(request: SwitchRequest) -> str:
     """Move the live subscription to the plan; returns what to tell the person.
 
     Stripe's copy is read first: a switch or a cancellation made a moment ago (in the customer
     portal, say) may not have reached our copy yet.
     """
-    summary = preview(request.organization_id, request.lookup_key)
-    live = queries.live_subscription(request.organization_id)
-    assert live is not None
-    plan = catalogue.find_for_sale("plan", request.lookup_key)
+    plan, live = _target(request.organization_id, request.lookup_key)
+    summary = _summary(plan, live)
     sub_id, plan_id, price_id = live.stripe_subscription_id, plan.id, plan.stripe_price_id
     db.session.rollback()  # no transaction open while Stripe (or the sandbox) is called
     if price_id is None:

@@ -1,15 +1,15 @@
 """Payments may be marked ``mismatch``: paid, but not what the catalogue sold
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014_payment_mismatch
+Revises: 0013_departments
 Create Date: 2026-12-04
 
 """
 
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014_payment_mismatch"
+down_revision = "0013_departments"
 branch_labels = None
 depends_on = None
 

@@ -338,7 +338,7 @@ class JsonObject(Field):
             {"type": "boolean"},
             {"type": "null"},
         ]
-        if depth < self.max_depth:
+        if depth <= self.max_depth:  # a container here would be at level ``depth``
             inner = self._value_schema(depth + 1)
             scalars += [
                 {"type": "array", "items": inner},

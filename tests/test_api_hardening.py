@@ -222,7 +222,7 @@ def test_a_cost_past_the_column_range_is_the_quantitys_fault(
 
 def test_capture_cannot_cost_more_than_its_hold(api, org, hold):
     r = api.post(f"/credits/reservations/{hold}/capture", org, json={"quantity": 1_000_000})
-    assert_error(r, 422, "invalid_request", field="quantity")
+    assert_error(r, 409, "quantity_exceeds_reservation", field="quantity")
 
 
 # --- unknown fields ---------------------------------------------------------------------------

@@ -34,6 +34,8 @@ SPEND_SAMPLES = [
     {"feature_key": "gen", "department": "Support "},
     {"feature_key": "gen", "department": ""},
     {"feature_key": "gen", "user": " "},
+    {"feature_key": "gen", "user": "\x1c"},  # not whitespace to JSON Schema: kept
+    {"feature_key": "gen", "user": "\t\n"},
     {"feature_key": "gen", "user": "a\x00"},
     {"feature_key": "gen", "description": "x" * 500},
     {"feature_key": "gen", "description": "x" * 501},

@@ -27,7 +27,9 @@ MAX_ID = 2**63 - 1  # the largest BIGINT: ids beyond it name no row
 MAX_NUMBER_LITERAL = 40
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # No NUL, at least one non-space character: what ``String`` checks for free text, as a pattern.
-TEXT_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+# Whitespace spelled out: Python's str.strip() and ECMA's \s (JSON Schema) disagree on others.
+WHITESPACE = " \t\n\r\x0b\x0c"
+TEXT_PATTERN = r"^[^\x00]*[^\x00\t\n\r\x0b\x0c ][^\x00]*$"
 _QUANT = Decimal(1).scaleb(-PLACES)
 
 
@@ -131,7 +133,7 @@ class String(Field):
             if not self.regex.match(value):
                 raise InvalidRequest(name, self.pattern_message)
             return value
-        text = value.strip()
+        text = value.strip(WHITESPACE)
         if not text:
             raise InvalidRequest(name, "must not be empty")
         return text

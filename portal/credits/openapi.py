@@ -51,7 +51,8 @@ STATUS_TEXT = {
     401: "Missing, unknown or revoked API key.",
     402: "Not enough credits, or over a department's monthly limit.",
     404: "Not found.",
-    409: "A conflicting state or a request in flight with the same Idempotency-Key.",
+    409: "A valid request that the current state refuses (already refunded, more than is "
+    "left, a closed hold) or a request in flight with the same Idempotency-Key.",
     413: "The body is larger than the server accepts (1 MB by default).",
     414: f"The URL is longer than {MAX_URL_LENGTH:,} bytes.",
     422: "A field is missing or invalid (invalid_request names it in field), or the request "
@@ -113,8 +114,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Refund",
         {
             404: ("deduction_not_found",),
-            409: ("already_refunded",),
-            422: ("refund_exceeds_deduction",),
+            409: ("already_refunded", "refund_exceeds_deduction"),
         },
         body=schemas.REFUND,
         idempotent=True,
@@ -131,7 +131,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Charge all or part of a hold at the price it was taken at; release the rest",
         200,
         "Capture",
-        {404: ("reservation_not_found",), 409: ("reservation_not_open",)},
+        {
+            404: ("reservation_not_found",),
+            409: ("reservation_not_open", "quantity_exceeds_reservation"),
+        },
         body=schemas.CAPTURE,
         path=RESERVATION,
         idempotent=True,
@@ -267,7 +270,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
         document["parameters"] = parameters
     if operation.body is not None:
         document["requestBody"] = {
-            "required": False,
+            # Required when a field is: an absent body then cannot be a valid request.
+            "required": any(spec.required for spec in operation.body.fields.values()),
             "content": {"application/json": {"schema": operation.body.json_schema()}},
         }
     if operation.public:

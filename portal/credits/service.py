@@ -25,6 +25,7 @@ from portal.credits.errors import (
     DepartmentNotFound,
     FeatureNotFound,
     InsufficientCredits,
+    QuantityExceedsReservation,
     RefundExceedsDeduction,
     ReservationNotFound,
     ReservationNotOpen,
@@ -487,10 +488,7 @@ def _close_reservation(
     if reservation is None:
         raise ReservationNotFound(reservation_id)
     if quantity is not None and quantity > reservation.quantity:
-        raise InvalidRequest(
-            "quantity",
-            f"must not exceed the reserved quantity {micros_to_decimal(reservation.quantity)}",
-        )
+        raise QuantityExceedsReservation(reservation.quantity)
     now = utcnow()
     captured = None
     if status == "captured":

@@ -174,3 +174,6 @@ class HistoricEntry:
     department_id: int | None = None
     user_ref: str | None = None
     description: str | None = None
+    # What the change came from (``checkout:<cs>`` for a package), unique per kind as for grants.
+    source_ref: str | None = None
+    metadata: dict[str, Any] | None = None

@@ -687,7 +687,10 @@ def import_history(organization_id: int, entries: list[HistoricEntry]) -> int:
                     "department_id": entry.department_id,
                     "user_ref": entry.user_ref,
                     "description": entry.description,
+                    "source_ref": entry.source_ref,
                     "created_at": entry.created_at,
+                    # Only when given: a JSON column would store None as JSON null, not NULL.
+                    **({"meta": entry.metadata} if entry.metadata is not None else {}),
                 }
             )
         if rows:

@@ -24,6 +24,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.errors import register_errorhandlers
     from portal.jsonio import ExactJSONProvider
     from portal.requestguard import register_request_guard
+    from portal.security import register_security_headers
     from portal.templating import register_template_helpers
 
     app = Flask(
@@ -49,6 +50,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_errorhandlers(app)
     register_commands(app)
     register_server_timing(app)
+    register_security_headers(app)  # every response: pages, API, static, errors, sandbox
     return app
 
 
@@ -101,6 +103,8 @@ def register_blueprints(app: Flask) -> None:
     from portal.settings.views import bp as settings_bp
     from portal.stripe_sandbox import register_sandbox, sandbox_enabled
 
+    # Browsers ask for /favicon.ico wherever a page names no icon (JSON, CSV, downloads).
+    app.add_url_rule("/favicon.ico", "favicon", redirect_to="/static/favicon.svg")
     app.register_blueprint(auth_bp)  # /signup /login /logout /invite/<token> /orgs/switch
     app.register_blueprint(dashboard_bp)  # / /dashboard /usage /usage.csv /transactions
     app.register_blueprint(settings_bp)  # /settings/api-keys /settings/departments …

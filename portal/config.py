@@ -40,6 +40,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
     env = os.environ.get("PORTAL_ENV", "development")
     default_db = "sqlite:///" + str(Path(instance_path) / "portal.sqlite3")
     secret = os.environ.get("SECRET_KEY") or ""
+    cookie_prefix = "__Host-" if env == "production" else ""
     if not secret:
         if env == "production":
             raise RuntimeError("SECRET_KEY must be set when PORTAL_ENV=production")
@@ -52,6 +53,10 @@ def load_config(instance_path: str) -> dict[str, Any]:
         ),
         "PORTAL_SIGNUP_CREDITS": os.environ.get("PORTAL_SIGNUP_CREDITS", "100"),
         "PORTAL_LOW_BALANCE_THRESHOLD": os.environ.get("PORTAL_LOW_BALANCE_THRESHOLD", "20"),
+        # __Host-: the browser only accepts them Secure, for Path=/ and with no Domain, so
+        # no sibling subdomain can plant or overwrite them (production runs on HTTPS).
+        "SESSION_COOKIE_NAME": f"{cookie_prefix}session",
+        "REMEMBER_COOKIE_NAME": f"{cookie_prefix}remember_token",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env == "production",

@@ -9,7 +9,8 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import Any
 
-from flask import Flask, Response, jsonify, make_response, render_template, request
+from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 
@@ -115,14 +116,36 @@ def _http_code(exc: HTTPException) -> str:
     return "".join(ch for ch in name if ch.isalnum() or ch == "_")
 
 
+CSRF_MESSAGE = (
+    "This form expired or came from another page, so nothing was changed. "
+    "Go back, reload the page and try again."
+)
+
+
+def error_page(status: int, message: str | None, heading: str | None = None) -> Response:
+    """The site layout around an error. 5xx pages are ``bare`` (no session, user or
+    database: the database may be why we are here); a 4xx page whose full layout fails
+    is rendered bare too, so an error page never turns into a second error."""
+    context = {"status": status, "message": message, "heading": heading}
+    html = None
+    if status < 500:
+        try:
+            html = render_template("error.html", **context)
+        except Exception:  # any failure at all: fall back to the page that cannot fail
+            current_app.logger.exception("error page layout failed; rendering it bare")
+    if html is None:
+        # Straight from the Jinja environment: render_template's context processors would
+        # load the user (Flask-Login's ``current_user``), which is what must not happen here.
+        html = current_app.jinja_env.get_template("error.html").render(bare=True, **context)
+    return Response(html, status, mimetype="text/html")
+
+
 def portal_error_response(exc: PortalError) -> Response:
     if wants_json():
         response = jsonify(exc.to_dict())
         response.status_code = exc.status
     else:
-        response = make_response(
-            render_template("error.html", status=exc.status, message=exc.message), exc.status
-        )
+        response = error_page(exc.status, exc.message)
     if exc.retry_after is not None:
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
@@ -137,7 +160,7 @@ def _outage_response() -> Response:
     outage = ServiceUnavailable("The database is unavailable. Please try again shortly.")
     try:
         return portal_error_response(outage)
-    except Exception:  # the page's layout may load current_user: the database again
+    except Exception:  # last resort: even the bare error page failed to render
         response = make_response(f"<!doctype html><title>503</title><p>{outage.message}</p>")
         response.status_code = outage.status
         response.headers["Retry-After"] = str(outage.retry_after)
@@ -158,7 +181,13 @@ def register_errorhandlers(app: Flask) -> None:
             if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
                 response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
             return response
-        return render_template("error.html", status=status, message=exc.description), status
+        if isinstance(exc, CSRFError):
+            return error_page(status, CSRF_MESSAGE, "This form expired")
+        response = error_page(status, exc.description)
+        for name, value in exc.get_headers():  # Allow, Retry-After, WWW-Authenticate…
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
@@ -168,4 +197,4 @@ def register_errorhandlers(app: Flask) -> None:
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         if wants_json():
             return error_response("internal_error", "An unexpected error occurred.", 500)
-        return render_template("error.html", status=500, message=None), 500
+        return error_page(500, None)

@@ -60,3 +60,43 @@ document.addEventListener("htmx:responseError", (event) => {
   flash.textContent = message;
   box.appendChild(flash);
 });
+
+// Confirmations live in data-confirm attributes (Jinja escapes them), never in inline handlers:
+// a name with a quote can neither run code nor skip the question.
+document.addEventListener(
+  "submit",
+  (event) => {
+    const form = event.target.closest("form[data-confirm]");
+    if (form && !window.confirm(form.dataset.confirm)) {
+      event.preventDefault();
+      event.stopImmediatePropagation(); // htmx listens for submit too: it must not send either
+    }
+  },
+  true,
+);
+
+// A <select data-submit-on-change> submits its form when changed (the organization switcher).
+document.addEventListener("change", (event) => {
+  const select = event.target.closest("select[data-submit-on-change]");
+  if (select && select.form) select.form.requestSubmit();
+});
+
+// Escape inside an inline edit (a price row) cancels it: the row's own Cancel link, so htmx
+// swaps the saved row back (and without htmx the link reloads the page).
+let refocusRow = null; // the row whose Edit link gets the focus back once it is swapped in
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || event.defaultPrevented) return;
+  const row = event.target.closest && event.target.closest(".editing");
+  const cancel = row && row.querySelector("[data-cancel-edit]");
+  if (!cancel) return;
+  event.preventDefault();
+  refocusRow = row.id;
+  cancel.click();
+});
+document.addEventListener("htmx:afterSettle", () => {
+  const row = refocusRow && document.getElementById(refocusRow);
+  if (!row || row.classList.contains("editing")) return;
+  refocusRow = null;
+  const edit = row.querySelector("a[hx-get]");
+  if (edit) edit.focus();
+});

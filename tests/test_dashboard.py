@@ -38,7 +38,8 @@ def test_dashboard_shows_balance_usage_chart_and_top_features(client, member_org
     assert format_credits(credits(100) - used) in page
     assert re.search(r'data-testid="used-this-month">.*?' + re.escape(format_credits(used)), page)
     assert 'data-testid="usage-chart"' in page
-    assert page.count("<rect") == 2  # one bar today, two category segments
+    bars = page.split('<g class="bars">')[1].split("</g>")[0]
+    assert bars.count("<rect") == 2  # one bar today, two category segments
     assert "Image Generation" in page and "AI Voice" in page
     top = page.split('data-testid="top-features"')[1]
     assert top.index("seedream_text_to_image") < top.index("generate_voice")

@@ -25,6 +25,7 @@ PLATFORM_SCOPE = (
     "/admin",
     "/api/admin",
     "/static",
+    "/favicon.ico",  # a redirect to /static/favicon.svg
     "/api/v1/openapi.json",
     "/api/v1/features",
     "/_stripe",

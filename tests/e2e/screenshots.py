@@ -28,7 +28,7 @@ ADMIN_PAGES = [
     ("admin-pricing", "/admin/feature-pricing"),
     ("admin-organizations", "/admin/organizations"),
 ]
-OPTIONAL_PAGES = [("billing", "/billing")]
+OPTIONAL_PAGES = [("billing", "/billing"), ("error-404", "/no-such-page")]
 
 
 def _login(page, base_url: str, email: str, password: str) -> None:
@@ -65,7 +65,7 @@ def capture(out: Path) -> list[Path]:
                 _login(page, portal.url, *logins[who])
                 for name, path in pages:
                     response = page.goto(f"{portal.url}{path}")
-                    if response is None or response.status == 404:
+                    if response is None or (response.status == 404 and "error" not in name):
                         continue
                     page.wait_for_load_state("networkidle")
                     target = out / f"{name}-{device}.png"

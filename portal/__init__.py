@@ -73,6 +73,7 @@ def register_extensions(app: Flask) -> None:
     import portal.models  # noqa: F401  (every table known before migrations run)
     from portal.database import register_database
     from portal.extensions import csrf, db, login_manager, migrate
+    from portal.mail import init_mail
 
     db.init_app(app)
     register_database(app, db)
@@ -82,12 +83,14 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to see that page."
     login_manager.session_protection = "strong"
+    init_mail(app)  # SMTP, or the log when MAIL_SERVER is unset
 
 
 def register_blueprints(app: Flask) -> None:
     """The whole URL map, in one place."""
     from portal.admin.api import bp as admin_api_bp
     from portal.admin.views import bp as admin_bp
+    from portal.auth.account_views import bp as account_bp
     from portal.auth.views import bp as auth_bp
     from portal.billing.admin import bp as billing_admin_bp
     from portal.billing.views import bp as billing_bp
@@ -98,7 +101,9 @@ def register_blueprints(app: Flask) -> None:
     from portal.settings.views import bp as settings_bp
     from portal.stripe_sandbox import register_sandbox, sandbox_enabled
 
-    app.register_blueprint(auth_bp)  # /signup /login /logout /invite/<token> /orgs/switch
+    app.register_blueprint(auth_bp)  # /signup /login /logout /invite/<token> /orgs/switch,
+    app.register_blueprint(account_bp)  # /forgot-password /reset-password/<token>
+    # /verify-email/<token> /verify-email/resend /settings/account[/password|/email[/<token>]]
     app.register_blueprint(dashboard_bp)  # / /dashboard /usage /usage.csv /transactions
     app.register_blueprint(settings_bp)  # /settings/api-keys /settings/departments …
     app.register_blueprint(admin_bp)  # /admin/feature-pricing /admin/organizations

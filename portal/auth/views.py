@@ -7,9 +7,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from portal.auth import service
-from portal.auth.access import SESSION_ORG_KEY
-from portal.auth.forms import LoginForm, SignupForm
+from portal.auth import invitations, service
+from portal.auth.access import SESSION_ORG_KEY, current_account
+from portal.auth.forms import PASSWORD_HINT, LoginForm, SignupForm
+from portal.auth.models import User
 from portal.errors import Forbidden, NotFound, PortalError
 
 bp = Blueprint("auth", __name__)
@@ -24,8 +25,17 @@ def _safe_next(default: str) -> str:
     return default
 
 
+def _home(user: User) -> str:
+    """Where a signed-in user belongs: platform admins without an organization go to admin."""
+    if user.is_admin and not user.memberships:
+        return url_for("admin.feature_pricing")
+    return url_for("dashboard.index")
+
+
 @bp.route("/signup", methods=["GET", "POST"])
 def signup():
+    if current_user.is_authenticated:
+        return redirect(_home(current_user))
     form = SignupForm()
     if form.validate_on_submit():
         try:
@@ -39,26 +49,26 @@ def signup():
         else:
             login_user(result.user)
             session[SESSION_ORG_KEY] = result.organization.id
-            flash(f"Welcome! {result.organization.name} is ready.", "success")
+            welcome = f"Welcome! {result.organization.name} is ready."
+            if not result.bonus_granted:
+                welcome += f" We sent a verification link to {result.user.email}."
+            flash(welcome, "success")
             return redirect(url_for("dashboard.index"))
     status = 422 if form.errors else 200
-    return render_template("auth/signup.html", form=form), status
+    return render_template("auth/signup.html", form=form, password_hint=PASSWORD_HINT), status
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    if current_user.is_authenticated:
+        return redirect(_safe_next(_home(current_user)))
     form = LoginForm()
     if form.validate_on_submit():
         user = service.authenticate(form.email.data, form.password.data)
         if user is not None:
             login_user(user, remember=form.remember.data)
             session.pop(SESSION_ORG_KEY, None)
-            default = (
-                url_for("admin.feature_pricing")
-                if (user.is_admin and not user.memberships)
-                else url_for("dashboard.index")
-            )
-            return redirect(_safe_next(default))
+            return redirect(_safe_next(_home(user)))
         form.password.errors.append("Email or password is not right.")
     status = 422 if form.errors else 200
     return render_template("auth/login.html", form=form), status
@@ -66,6 +76,8 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    if current_user.is_authenticated:
+        service.end_all_sessions(current_account())  # every copy of this session, everywhere
     logout_user()
     session.clear()
     flash("You are logged out.", "success")
@@ -85,12 +97,22 @@ def switch_organization():
 @bp.route("/invite/<token>", methods=["GET", "POST"])
 def accept_invitation(token: str):
     try:
-        invitation = service.invitation_for(token)
+        invitation = invitations.invitation_for(token)
     except NotFound as exc:
         return render_template("auth/invitation.html", error=exc.message), 404
-    if request.method == "POST" and current_user.is_authenticated:
-        membership = service.accept_invitation(token, current_user)
+    if not current_user.is_authenticated:
+        return render_template("auth/invitation.html", invitation=invitation, token=token)
+    if request.method == "POST":
+        try:
+            membership = invitations.accept(token, current_account())
+        except PortalError as exc:
+            return render_template(
+                "auth/invitation.html", invitation=invitation, refusal=exc.message
+            ), exc.status
         session[SESSION_ORG_KEY] = membership.organization_id
         flash(f"You joined {invitation.organization.name} as {membership.role}.", "success")
         return redirect(url_for("dashboard.index"))
-    return render_template("auth/invitation.html", invitation=invitation, token=token)
+    refusal = invitations.refusal(invitation, current_account())
+    return render_template(
+        "auth/invitation.html", invitation=invitation, token=token, refusal=refusal
+    ), (403 if refusal else 200)

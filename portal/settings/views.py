@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, flash, g, redirect, render_template, url_for
 from flask_login import current_user
 
+from portal.auth import invitations
 from portal.auth import service as people
-from portal.auth.access import manager_required, member_required
+from portal.auth.access import current_account, manager_required, member_required
 from portal.auth.forms import InviteForm, RoleForm
 from portal.credits import apikeys, queries, service
 from portal.credits.errors import DepartmentNotFound
@@ -114,7 +115,7 @@ def _render_members(form: InviteForm, invite_url: str | None = None, status: int
         "settings/members.html",
         form=form,
         members=people.members_of(organization_id),
-        invitations=people.pending_invitations(organization_id),
+        invitations=invitations.pending_invitations(organization_id),
         invite_url=invite_url,
         role_form=RoleForm(formdata=None),
     ), status
@@ -135,12 +136,34 @@ def invite_member():
     if form.role.data == "owner" and g.membership.role != "owner":
         form.role.errors.append("Only an owner can invite another owner.")
         return _render_members(form, status=422)
-    new = people.invite(
-        g.membership.organization_id, form.role.data, form.email.data or None, current_user
+    try:
+        new = invitations.invite(
+            g.membership.organization_id, form.role.data, form.email.data, current_account()
+        )
+    except PortalError as exc:
+        form.email.errors.append(exc.message.split(": ", 1)[-1])
+        return _render_members(form, status=422)
+    flash(f"Invitation sent to {new.invitation.email}.", "success")
+    return _render_members(InviteForm(formdata=None), invite_url=new.url, status=201)
+
+
+@bp.post("/members/invitations/<int:invitation_id>/resend")
+@manager_required
+def resend_invitation(invitation_id: int):
+    new = invitations.resend(g.membership.organization_id, invitation_id, current_account())
+    flash(
+        f"Invitation sent again to {new.invitation.email}; the earlier link no longer works.",
+        "success",
     )
-    url = url_for("auth.accept_invitation", token=new.token, _external=True)
-    flash("Invitation created. Send this one-time link to the person you invite.", "success")
-    return _render_members(InviteForm(formdata=None), invite_url=url, status=201)
+    return redirect(url_for("settings.members"))
+
+
+@bp.post("/members/invitations/<int:invitation_id>/revoke")
+@manager_required
+def revoke_invitation(invitation_id: int):
+    invitation = invitations.revoke(g.membership.organization_id, invitation_id)
+    flash(f"Invitation of {invitation.email} withdrawn; its link no longer works.", "success")
+    return redirect(url_for("settings.members"))
 
 
 @bp.post("/members/<int:membership_id>/role")

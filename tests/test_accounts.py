@@ -6,6 +6,9 @@ link and follow it with the test client, as a person would.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -127,7 +130,7 @@ def test_reset_refuses_weak_or_mismatched_passwords_and_keeps_the_link(
     assert reset(client, path).status_code == 302  # the link was not spent
 
 
-def test_two_uses_of_one_link_race_and_only_one_wins(app, client, mailbox, me):
+def test_a_spent_link_matches_no_row_in_the_conditional_update(app, client, mailbox, me):
     """The database enforces single use: the conditional UPDATE matches one row once."""
     token = ask_reset(client, mailbox).rsplit("/", 1)[1]
     account.reset_password(token, NEW_PASSWORD)
@@ -141,6 +144,45 @@ def test_two_uses_of_one_link_race_and_only_one_wins(app, client, mailbox, me):
     )
     assert spent_again.rowcount == 0
     db.session.rollback()
+
+
+def run_together(app, count: int, work: Callable[[int], str]) -> list[str]:
+    """``work(i)`` in ``count`` threads released at once, each with its own session."""
+    barrier = threading.Barrier(count)
+
+    def one(i: int) -> str:
+        with app.app_context():
+            barrier.wait()
+            try:
+                return work(i)
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def needs_postgres(app) -> None:
+    if app.config["BACKEND"] != "postgresql":
+        pytest.skip("concurrent writers need PostgreSQL (SQLite serializes them)")
+
+
+def test_concurrent_uses_of_one_reset_link_succeed_once(app, client, mailbox, me):
+    needs_postgres(app)
+    token = ask_reset(client, mailbox).rsplit("/", 1)[1]
+
+    def attempt(i: int) -> str:
+        try:
+            account.reset_password(token, f"{NEW_PASSWORD}-{i}")
+        except tokens.LinkUsed:
+            return "used"
+        return f"set-{i}"
+
+    results = run_together(app, 4, attempt)
+    winners = [r for r in results if r != "used"]
+    assert len(winners) == 1 and results.count("used") == 3
+    db.session.expire_all()  # the other threads wrote the row this session holds
+    assert people.authenticate("me@example.com", f"{NEW_PASSWORD}-{winners[0][4:]}")
 
 
 def test_a_reset_ends_every_earlier_session_and_remember_cookie(app, client, mailbox, me):
@@ -317,6 +359,21 @@ def test_two_verification_links_grant_one_bonus(client, mailbox):
     people.find_user("new@example.com").email_verified_at = None  # as if verified elsewhere
     db.session.commit()
     assert client.get(second).status_code == 302
+    assert len(bonus_rows(organization_id)) == 1
+
+
+def test_concurrent_verifications_grant_one_bonus(app, client, mailbox):
+    needs_postgres(app)
+    organization_id = signup(client).id
+    client.post("/verify-email/resend")
+    paths = [link(m, "/verify-email/") for m in mailbox.to("new@example.com")]
+    assert len(set(paths)) == 2
+
+    def verify(i: int) -> str:
+        account.verify_email(paths[i].rsplit("/", 1)[1])
+        return "verified"
+
+    assert run_together(app, 2, verify) == ["verified", "verified"]
     assert len(bonus_rows(organization_id)) == 1
 
 

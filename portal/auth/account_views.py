@@ -19,6 +19,11 @@ from portal.errors import InvalidRequest, PortalError
 bp = Blueprint("account", __name__)
 
 
+def _link_problem(exc: PortalError, kind: str):
+    """A used, expired or unknown link, said plainly, with the way to a new one."""
+    return render_template("auth/link_problem.html", message=exc.message, kind=kind), exc.status
+
+
 @bp.route("/forgot-password", methods=["GET", "POST"])
 def forgot_password():
     form = ForgotPasswordForm()
@@ -35,13 +40,13 @@ def reset_password(token: str):
     try:
         account.check_reset_link(token)
     except tokens.LinkNotValid as exc:
-        return render_template("auth/link_problem.html", message=exc.message), exc.status
+        return _link_problem(exc, "reset")
     form = ResetPasswordForm()
     if form.validate_on_submit():
         try:
             account.reset_password(token, form.password.data)
         except tokens.LinkNotValid as exc:
-            return render_template("auth/link_problem.html", message=exc.message), exc.status
+            return _link_problem(exc, "reset")
         except InvalidRequest as exc:
             form.password.errors.append(exc.message.split(": ", 1)[-1])
         else:
@@ -58,7 +63,7 @@ def verify_email(token: str):
     try:
         verified = account.verify_email(token)
     except tokens.LinkNotValid as exc:
-        return render_template("auth/link_problem.html", message=exc.message), exc.status
+        return _link_problem(exc, "verify")
     message = f"{verified.user.email} is verified."
     if verified.bonus_granted:
         message += " Your sign-up bonus credits are in your balance."
@@ -143,7 +148,7 @@ def confirm_email_change(token: str):
     try:
         verified = account.confirm_email_change(token)
     except PortalError as exc:
-        return render_template("auth/link_problem.html", message=exc.message), exc.status
+        return _link_problem(exc, "email_change")
     flash(f"Your email address is now {verified.user.email}.", "success")
     target = "account.settings" if current_user.is_authenticated else "auth.login"
     return redirect(url_for(target))

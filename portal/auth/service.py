@@ -139,25 +139,33 @@ class Signup:
 
 def signup(email: str, password: str, organization_name: str) -> Signup:
     """A new user, their organization (slug from its name), owner role and a verification
-    link; the sign-up bonus now, or (``PORTAL_SIGNUP_REQUIRE_VERIFICATION``) once verified."""
+    link, in one transaction; the sign-up bonus then, or (with
+    ``PORTAL_SIGNUP_REQUIRE_VERIFICATION``) when the link is followed."""
     check_new_password(password)
-    if find_user(email) is not None:
-        raise EmailTaken("An account with this email already exists.")
-    user = create_user(email, password, verified=False)
-    for _ in range(3):  # a concurrent sign-up may take the same slug first
+    address, name = normalize_email(email), organization_name.strip()
+    password_hash = hash_password(password)
+    for _ in range(3):  # a concurrent sign-up may take the same slug (or email) first
+        if find_user(address) is not None:
+            raise EmailTaken("An account with this email already exists.")
         try:
-            organization = organizations.create_organization(
-                organizations.unique_slug(organization_name), organization_name.strip()
+            user = User(email=address, password_hash=password_hash, is_admin=False)
+            # Opened empty, as ``create_organization`` does; credits arrive only by a grant.
+            organization = Organization(
+                slug=organizations.unique_slug(name), name=name, balance=0, reserved=0
             )
+            db.session.add_all([user, organization])
+            db.session.flush()
+            user.signup_organization_id = organization.id
+            db.session.add(
+                Membership(user_id=user.id, organization_id=organization.id, role="owner")
+            )
+            message = _verification_email(user)
+            db.session.commit()
             break
-        except Conflict:
-            continue
+        except IntegrityError:
+            db.session.rollback()
     else:
         raise Conflict("Could not allocate an organization address; please retry.")
-    db.session.add(Membership(user_id=user.id, organization_id=organization.id, role="owner"))
-    user.signup_organization_id = organization.id
-    message = _verification_email(user)
-    db.session.commit()
     granted = False
     if not current_app.config["PORTAL_SIGNUP_REQUIRE_VERIFICATION"]:
         granted = grant_signup_bonus(organization.id)

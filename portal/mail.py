@@ -95,3 +95,5 @@ def init_mail(app: Flask) -> None:
         handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+    if app.config.get("PORTAL_ENV") == "production" and not app.config.get("MAIL_SERVER"):
+        log.warning("MAIL_SERVER is unset: emails (with their links) go to this log, unsent")

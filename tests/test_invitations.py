@@ -25,10 +25,14 @@ def invite(client, auth, mailbox, email: str = "joiner@example.com", role: str =
     """Invite through the members page as the owner; log out; return the mailed link's path."""
     auth.login("owner@example.com")
     response = client.post("/settings/members", data={"email": email, "role": role})
-    assert response.status_code == 201, response.get_data(as_text=True)
-    page_url = re.search(r'data-testid="invite-url">([^<]+)<', response.get_data(as_text=True))
+    assert response.status_code == 303, response.get_data(as_text=True)
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    page_url = re.search(r'data-testid="invite-url">([^<]+)<', page)
     path = link(mailbox.last(email), "/invite/")
     assert page_url.group(1).endswith(path)
+    # Shown once: a reload shows no link and sends no second invitation.
+    assert 'data-testid="invite-url"' not in client.get("/settings/members").get_data(as_text=True)
+    assert len(mailbox.to(email)) == 1
     auth.logout()
     return path
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, url_for
+from flask import Blueprint, flash, g, redirect, render_template, session, url_for
 from flask_login import current_user
 
 from portal.auth import invitations
@@ -109,8 +109,15 @@ def set_department_limit(department_id: int):
     return redirect(url_for("settings.departments"))
 
 
-def _render_members(form: InviteForm, invite_url: str | None = None, status: int = 200):
+# The new invitation's link waits in the session for the one GET after the POST
+# (post/redirect/get: a reload sends no second invitation), never in a URL.
+NEW_INVITE_KEY = "new_invitation_url"
+
+
+def _render_members(form: InviteForm, status: int = 200):
     organization_id = g.membership.organization_id
+    stashed = session.pop(NEW_INVITE_KEY, None) or {}
+    invite_url = stashed.get("url") if stashed.get("org") == organization_id else None
     return render_template(
         "settings/members.html",
         form=form,
@@ -143,8 +150,9 @@ def invite_member():
     except PortalError as exc:
         form.email.errors.append(exc.message.split(": ", 1)[-1])
         return _render_members(form, status=422)
+    session[NEW_INVITE_KEY] = {"org": g.membership.organization_id, "url": new.url}
     flash(f"Invitation sent to {new.invitation.email}.", "success")
-    return _render_members(InviteForm(formdata=None), invite_url=new.url, status=201)
+    return redirect(url_for("settings.members"), 303)
 
 
 @bp.post("/members/invitations/<int:invitation_id>/resend")

@@ -18,6 +18,7 @@ from portal.auth import account, tokens
 from portal.auth import service as people
 from portal.auth.models import AccountToken, User
 from portal.credits.models import LedgerEntry, Organization
+from portal.errors import InvalidRequest
 from portal.extensions import db
 from portal.timeutil import utcnow
 from tests.conftest import DEFAULT_PASSWORD, credits, verify_by_email
@@ -398,3 +399,75 @@ def test_demo_users_are_verified(runner, app):
     assert result.exit_code == 0, result.output
     users = db.session.scalars(select(User)).all()
     assert users and all(user.email_verified for user in users)
+
+
+# --- the services alone, without HTTP --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("password", "problem"),
+    [
+        ("nine-char", "at least 10 characters"),
+        ("x" * 201, "at most 200 characters"),
+        ("1234567890", "most common"),
+        ("  QWERTYUIOP ", "most common"),
+        ("iloveyou12", "most common"),
+        ("correct-horse-9", None),
+        ("ten chars!", None),
+    ],
+)
+def test_password_policy(password, problem):
+    from portal.auth.passwords import password_problem
+
+    found = password_problem(password)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_the_common_password_list_is_the_shipped_ten_thousand():
+    from portal.auth.passwords import common_passwords
+
+    words = common_passwords()
+    assert 9_990 <= len(words) <= 10_000
+    assert {"123456", "password", "qwertyuiop", "1234567890"} <= words
+    assert not any(word.startswith("# ") for word in words)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "words"),
+    [
+        ({}, tokens.LinkNotValid, "not valid"),
+        ({"used_at": utcnow()}, tokens.LinkUsed, "already used"),
+        ({"expires_at": utcnow() - timedelta(seconds=1)}, tokens.LinkExpired, "expired"),
+    ],
+)
+def test_links_say_why_they_do_not_work(me, change, error, words):
+    token = tokens.issue(me, "password_reset", me.email)
+    db.session.commit()
+    if change:
+        db.session.execute(update(AccountToken).values(**change))
+        db.session.commit()
+    else:
+        token = token + "x"  # one character off
+    with pytest.raises(error) as raised:
+        tokens.spend(token, "password_reset")
+    assert words in raised.value.message
+    assert type(raised.value) is error
+
+
+def test_a_link_of_one_kind_does_not_work_for_another(me):
+    token = tokens.issue(me, "email_verify", me.email)
+    db.session.commit()
+    with pytest.raises(tokens.LinkNotValid):
+        account.reset_password(token, NEW_PASSWORD)
+
+
+def test_reset_password_service_ends_sessions_and_refuses_weak_passwords(me):
+    version = me.session_version
+    token = tokens.issue(me, "password_reset", me.email)
+    db.session.commit()
+    with pytest.raises(InvalidRequest):
+        account.reset_password(token, "password12")
+    user = account.reset_password(token, NEW_PASSWORD)
+    assert user.session_version == version + 1
+    assert people.user_for_login_id(f"{user.id}:{version}:old") is None
+    assert people.user_for_login_id(f"{user.id}:{version + 1}:new").login_nonce == "new"

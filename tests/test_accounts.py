@@ -471,3 +471,11 @@ def test_reset_password_service_ends_sessions_and_refuses_weak_passwords(me):
     assert user.session_version == version + 1
     assert people.user_for_login_id(f"{user.id}:{version}:old") is None
     assert people.user_for_login_id(f"{user.id}:{version + 1}:new").login_nonce == "new"
+
+
+def test_login_page_leads_to_the_forgot_password_form(client):
+    assert 'href="/forgot-password"' in client.get("/login").get_data(as_text=True)
+    page = client.get("/forgot-password")
+    assert page.status_code == 200 and 'name="email"' in page.get_data(as_text=True)
+    invalid = client.post("/forgot-password", data={"email": "not-an-address"})
+    assert invalid.status_code == 422 and 'id="email-error"' in invalid.get_data(as_text=True)

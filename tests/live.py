@@ -213,12 +213,16 @@ def _pg_admin(admin_url: str, sql: str) -> None:
         conn.execute(sql)
 
 
-def create_postgres_database(admin_url: str, prefix: str = "portal_client") -> str:
-    """A fresh, migrated database, so no other test's clean-up can wipe a live server's data."""
+def create_postgres_database(
+    admin_url: str, prefix: str = "portal_client", *, migrated: bool = True
+) -> str:
+    """A fresh database (migrated unless told otherwise), so no other test's clean-up can wipe
+    a live server's data."""
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     _pg_admin(admin_url, f'CREATE DATABASE "{name}"')
     url = admin_url.rsplit("/", 1)[0] + "/" + name
-    migrate(url)
+    if migrated:
+        migrate(url)
     return url
 
 

@@ -179,6 +179,11 @@ def test_demo_is_idempotent_with_90_days_of_usage_and_a_working_key(runner, api,
     assert max(usage_days) >= (now - timedelta(days=1)).date()
     assert len(usage_days) >= 89  # every day of the last 90 has usage
     assert r.json["balance"] == sum(row.amount for row in rows) / Decimal(10**6)
+    for department in api.get("/departments", headers={"Authorization": f"Bearer {secret}"}).json[
+        "data"
+    ]:  # room left in every limit: the README's examples charge "Marketing"
+        limit = department["monthly_limit"]
+        assert limit is None or department["used_this_month"] <= limit * Decimal("0.8")
     usage = api.get("/usage/summary", headers={"Authorization": f"Bearer {secret}"})
     assert usage.json["total"] > 0
     before = db_state()

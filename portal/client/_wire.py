@@ -33,6 +33,7 @@ log = logging.getLogger("portal.client")
 
 USER_AGENT = "credits-portal-client/1"
 REPLAY_HEADER = "Idempotent-Replayed"
+API_PATH = "/api/v1"  # every call's path starts with it
 # Failures after which the request may or may not have reached the portal: safe to resend only
 # because every mutating call carries its idempotency key.
 RETRYABLE_TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
@@ -213,15 +214,17 @@ class Settings:
         backoff: float,
         max_backoff: float,
     ) -> Settings:
+        base_url = base_url.strip()
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        api_key = api_key.strip()  # pasted keys bring their newline along
         if not api_key:
             raise ValueError("api_key is required")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
-        return cls(
-            base_url.rstrip("/"), api_key, timeout, RetryPolicy(max_retries, backoff, max_backoff)
-        )
+        # The portal's address, or the API's (as curl examples write it): both mean the portal.
+        base_url = base_url.rstrip("/").removesuffix(API_PATH).rstrip("/")
+        return cls(base_url, api_key, timeout, RetryPolicy(max_retries, backoff, max_backoff))
 
     def httpx_options(self) -> dict[str, Any]:
         return {

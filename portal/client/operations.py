@@ -8,14 +8,15 @@ on retries: that is what makes a retry safe.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 from urllib.parse import quote
 
-from portal.client._wire import Call
+from portal.client._wire import API_PATH, Call
 from portal.client.results import (
     Balance,
     BatchDeduction,
@@ -34,8 +35,10 @@ from portal.client.results import (
     UsageSummary,
 )
 
-Number = int | Decimal | str
-API = "/api/v1"
+Number = int | Decimal | str | float
+API = API_PATH
+# A float is sent as its shortest decimal form rounded half-up to the portal's 6 places.
+FLOAT_PLACES = Decimal("0.000001")
 DEFAULT_PAGE_SIZE = 100
 LINE_FIELDS = frozenset(
     ("feature_key", "quantity", "department", "user", "description", "metadata")
@@ -47,11 +50,18 @@ def new_idempotency_key() -> str:
 
 
 def number(value: Any, field: str) -> int | Decimal:
-    """An exact number for the wire. Floats are refused: 0.1 + 0.2 is not 0.3 in binary."""
+    """An exact number for the wire: ints and Decimals as given, numeric strings parsed.
+
+    A float (``len(message) / 100``) goes through its shortest decimal form, ``repr``, so 0.1
+    is sent as 0.1 and not as the binary 0.1000000000000000055…, then rounded half-up to 6
+    places, the portal's precision (``1 / 3`` → 0.333333). A Decimal is never rounded: it is
+    exact already, and the portal refuses more places than it keeps.
+    """
+    if isinstance(value, float):
+        return _from_float(value, field)
     if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
         kind = type(value).__name__
-        hint = " (floats are inexact: pass Decimal('0.5') or '0.5')" if kind == "float" else ""
-        raise TypeError(f"{field} must be an int, Decimal or numeric string, not {kind}{hint}")
+        raise TypeError(f"{field} must be an int, Decimal, float or numeric string, not {kind}")
     if isinstance(value, int):
         return value
     try:
@@ -61,6 +71,15 @@ def number(value: Any, field: str) -> int | Decimal:
     if not result.is_finite():
         raise ValueError(f"{field} must be finite, got {value!r}")
     return result
+
+
+def _from_float(value: float, field: str) -> Decimal:
+    if not math.isfinite(value):
+        raise ValueError(f"{field} must be a finite number, got {value!r}")
+    with localcontext() as context:
+        context.prec = 400  # room for any finite float's digits plus 6 places
+        shortest = float.__repr__(value)  # a subclass (numpy.float64) may print itself otherwise
+        return Decimal(shortest).quantize(FLOAT_PLACES, rounding=ROUND_HALF_UP).normalize()
 
 
 def _key(idempotency_key: str | None) -> str:

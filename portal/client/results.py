@@ -353,7 +353,7 @@ class DeductLine:
     """One line of ``deduct_batch``; mappings with the same keys are accepted too."""
 
     feature_key: str
-    quantity: int | Decimal | str = 1
+    quantity: int | Decimal | str | float = 1
     department: str | None = None
     user: str | None = None
     description: str | None = None

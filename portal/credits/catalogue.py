@@ -1,4 +1,8 @@
-"""The costs tables of the source documents, as feature prices (used by ``flask demo``)."""
+"""The costs tables of the source documents, as feature prices (used by ``flask demo``).
+
+README.md and docs/integration.md quote these prices, and their examples run against them
+(``tests/client/test_docs.py`` loads ``flask demo``): change one, change the docs with it.
+"""
 
 from __future__ import annotations
 
@@ -43,9 +47,9 @@ DEFAULT_PRICES: list[tuple[str, str, str, Decimal, str, str]] = [
         "generate_video",
         "Video generation",
         "Video Generation",
-        Decimal(10),
-        "call",
-        "A generated video.",
+        Decimal("0.5"),
+        "second",
+        "A generated video, per second rendered.",
     ),
     (
         "generate_instagram_reel",
@@ -89,7 +93,7 @@ DEFAULT_PRICES: list[tuple[str, str, str, Decimal, str, str]] = [
         "One answered question.",
     ),
     (
-        "ai_chat_message",
+        "ai_chat",
         "AI chat",
         "Chat",
         Decimal(1),
@@ -197,7 +201,7 @@ DEFAULT_PRICES: list[tuple[str, str, str, Decimal, str, str]] = [
         "claude_3_5_sonnet_input_1k_tokens",
         "Claude 3.5 Sonnet input",
         "AI Models",
-        Decimal("0.3"),
+        Decimal("0.003"),
         "1k_tokens",
         "Per 1,000 prompt tokens.",
     ),
@@ -205,7 +209,7 @@ DEFAULT_PRICES: list[tuple[str, str, str, Decimal, str, str]] = [
         "claude_3_5_sonnet_output_1k_tokens",
         "Claude 3.5 Sonnet output",
         "AI Models",
-        Decimal("1.5"),
+        Decimal("0.015"),
         "1k_tokens",
         "Per 1,000 completion tokens.",
     ),
@@ -213,7 +217,7 @@ DEFAULT_PRICES: list[tuple[str, str, str, Decimal, str, str]] = [
         "gpt_4o_input_1k_tokens",
         "GPT-4o input",
         "AI Models",
-        Decimal("0.25"),
+        Decimal("0.0025"),
         "1k_tokens",
         "Per 1,000 prompt tokens.",
     ),
@@ -221,7 +225,7 @@ DEFAULT_PRICES: list[tuple[str, str, str, Decimal, str, str]] = [
         "gpt_4o_output_1k_tokens",
         "GPT-4o output",
         "AI Models",
-        Decimal(1),
+        Decimal("0.01"),
         "1k_tokens",
         "Per 1,000 completion tokens.",
     ),

@@ -13,24 +13,27 @@ from portal.credits.catalogue import DEFAULT_PRICES
 from portal.credits.models import Organization
 from portal.extensions import db
 from portal.money import MICRO, cost_micros, parse_micros
-from portal.timeutil import utcnow
+from portal.timeutil import month_key, utcnow
 
 DEMO_SLUG = "demo"
 # Features the demo company uses, with how often (weight) and typical quantity range.
 DEMO_MIX = [
     ("seedream_text_to_image", 30, (1, 1)),
-    ("generate_video", 4, (1, 1)),
+    ("generate_video", 4, (5, 30)),
     ("kling_image_to_video", 3, (1, 1)),
-    ("ai_chat_message", 40, (1, 12)),
+    ("ai_chat", 40, (1, 12)),
     ("text_generation", 12, (1, 8)),
     ("generate_voice", 6, (1, 1)),
     ("file_processing", 8, (1, 40)),
     ("execute_workflow", 5, (1, 1)),
-    ("claude_3_5_sonnet_input_1k_tokens", 10, (1, 30)),
-    ("claude_3_5_sonnet_output_1k_tokens", 10, (1, 6)),
+    ("claude_3_5_sonnet_input_1k_tokens", 10, (1, 300)),
+    ("claude_3_5_sonnet_output_1k_tokens", 10, (1, 60)),
     ("youtube_sync", 3, (1, 1)),
 ]
 DEPARTMENTS = [("Marketing", 2_000), ("Research", None), ("Support", 600)]
+# History keeps a limited department below this share of its monthly limit, so that the
+# README's examples charging "Marketing" are never refused, on any day of the month.
+LIMIT_HEADROOM_PERCENT = 80
 USERS = ["ana@demo.example", "ben@demo.example", "chen@demo.example", "dee@demo.example"]
 
 
@@ -64,12 +67,14 @@ def create_demo(days: int = 90, seed: int = 7) -> DemoResult:
     if existing is not None:
         return DemoResult(existing, None, False, 0)
     organization = organizations.create_organization(DEMO_SLUG, "Demo Company")
-    department_ids = [
+    limits = {
         service.set_department_limit(
             organization.id, name, None if limit is None else limit * MICRO
-        ).id
+        ).id: limit
         for name, limit in DEPARTMENTS
-    ]
+    }
+    department_ids = list(limits)
+    department_use: dict[tuple[int, str], int] = {}
     prices = {
         price.feature_key: price.credits_per_unit
         for price in db.session.scalars(select(pricing.FeaturePrice))
@@ -102,15 +107,26 @@ def create_demo(days: int = 90, seed: int = 7) -> DemoResult:
             moment = date.replace(hour=0, minute=0) + timedelta(seconds=rng.randint(0, 86_399))
             if moment >= now:
                 continue
+            cost = cost_micros(prices[key], quantity)
+            department_id = rng.choice([*department_ids, None])
+            if department_id is not None and limits[department_id] is not None:
+                month = (department_id, month_key(moment))
+                if (
+                    department_use.get(month, 0) + cost
+                    > limits[department_id] * MICRO * LIMIT_HEADROOM_PERCENT // 100
+                ):
+                    department_id = None  # spent without a department instead
+                else:
+                    department_use[month] = department_use.get(month, 0) + cost
             entries.append(
                 service.HistoricEntry(
                     "deduct",
-                    -cost_micros(prices[key], quantity),
+                    -cost,
                     moment,
                     feature_key=key,
                     unit_price=prices[key],
                     quantity=quantity,
-                    department_id=rng.choice([*department_ids, None]),
+                    department_id=department_id,
                     user_ref=rng.choice(USERS),
                 )
             )

@@ -23,6 +23,13 @@ class DepartmentNotFound(NotFound):
         )
 
 
+class DepartmentExists(Conflict):
+    code = "department_exists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"A department named '{name}' already exists.", department=name)
+
+
 class InsufficientCredits(PaymentRequired):
     code = "insufficient_credits"
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -77,6 +78,16 @@ class Department(db.Model):
 
     def used_in(self, month: str) -> int:
         return self.used_this_month if self.usage_month == month else 0
+
+
+# "Marketing" and "marketing" are one department: unique regardless of case, and the index that
+# every lookup by name reads (names are ASCII, so lower() agrees on SQLite and PostgreSQL).
+Index(
+    "uq_departments_org_lower_name",
+    Department.organization_id,
+    func.lower(Department.name),
+    unique=True,
+)
 
 
 class ApiKey(db.Model):

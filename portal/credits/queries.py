@@ -55,7 +55,7 @@ class LedgerFilter:
                 LedgerEntry.department_id.in_(
                     select(Department.id).where(
                         Department.organization_id == self.organization_id,
-                        Department.name == self.department,
+                        func.lower(Department.name) == func.lower(self.department),
                     )
                 )
             )

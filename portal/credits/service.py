@@ -15,12 +15,25 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Executable, Result, Row, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import (
+    Executable,
+    Result,
+    Row,
+    Select,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from portal.credits.errors import (
     AlreadyRefunded,
     DeductionNotFound,
+    DepartmentExists,
     DepartmentLimitExceeded,
     DepartmentNotFound,
     FeatureNotFound,
@@ -115,12 +128,17 @@ def active_feature(feature_key: str) -> Row[Any]:
     return feature
 
 
-def find_department(organization_id: int, name: str) -> Department:
-    department = db.session.scalar(
-        select(Department).where(
-            Department.organization_id == organization_id, Department.name == name
-        )
+def department_lookup(organization_id: int, name: str) -> Select[tuple[Department]]:
+    """The department called ``name`` in any case: one read of the (organization, lower(name))
+    unique index, on the deduct hot path."""
+    return select(Department).where(
+        Department.organization_id == organization_id,
+        func.lower(Department.name) == func.lower(name),
     )
+
+
+def find_department(organization_id: int, name: str) -> Department:
+    department = db.session.scalar(department_lookup(organization_id, name))
     if department is None:
         raise DepartmentNotFound(name)
     return department
@@ -588,13 +606,26 @@ def grant(
         raise
 
 
+def create_department(organization_id: int, name: str, monthly_limit: int | None) -> Department:
+    """A new department; one whose name differs only by case from another is refused."""
+    existing = db.session.scalar(department_lookup(organization_id, name))
+    if existing is not None:
+        raise DepartmentExists(existing.name)
+    department = Department(organization_id=organization_id, name=name, monthly_limit=monthly_limit)
+    db.session.add(department)
+    try:
+        db.session.commit()
+    except IntegrityError:  # created concurrently by another request: the index decided
+        db.session.rollback()
+        raise DepartmentExists(find_department(organization_id, name).name) from None
+    return department
+
+
 def set_department_limit(organization_id: int, name: str, monthly_limit: int | None) -> Department:
-    """Set or clear a department's monthly limit, creating the department if it is new."""
-    department = db.session.scalar(
-        select(Department).where(
-            Department.organization_id == organization_id, Department.name == name
-        )
-    )
+    """Set or clear a department's monthly limit, creating the department if it is new.
+
+    ``name`` in any case finds the stored department, which keeps its own spelling."""
+    department = db.session.scalar(department_lookup(organization_id, name))
     if department is None:
         department = Department(organization_id=organization_id, name=name)
         db.session.add(department)

@@ -12,6 +12,9 @@ from portal.money import micros_to_decimal
 from portal.timeutil import isoformat_z
 
 BATCH = 2_000
+# A spreadsheet treats a cell starting with one of these as a formula (OWASP's CSV injection
+# list; tab and CR because some spreadsheets skip them before a formula).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 HEADER = [
     "id",
     "created_at",
@@ -23,6 +26,15 @@ HEADER = [
     "user",
     "description",
 ]
+
+
+def defused(text: str) -> str:
+    """A text cell a spreadsheet shows as typed: a leading ``'`` stops a formula from running.
+
+    Only text columns pass through here; amounts are written as numbers, so a negative amount
+    (``-5``) stays a number that sums.
+    """
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def usage_csv(filters: LedgerFilter) -> Iterator[str]:
@@ -46,13 +58,13 @@ def usage_csv(filters: LedgerFilter) -> Iterator[str]:
                 [
                     entry.id,
                     isoformat_z(entry.created_at),
-                    entry.feature_key,
+                    defused(entry.feature_key),
                     micros_to_decimal(entry.quantity or 0),
                     micros_to_decimal(entry.unit_price or 0),
                     micros_to_decimal(-entry.amount),
-                    departments.get(entry.department_id, "") if entry.department_id else "",
-                    entry.user_ref or "",
-                    entry.description or "",
+                    defused(departments.get(entry.department_id, "")),
+                    defused(entry.user_ref or ""),
+                    defused(entry.description or ""),
                 ]
             )
         yield flush()

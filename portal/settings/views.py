@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, session, url_for
+from flask import Blueprint, flash, g, make_response, redirect, render_template, session, url_for
 from flask_login import current_user
 
 from portal.auth import invitations
@@ -10,7 +10,7 @@ from portal.auth import service as people
 from portal.auth.access import current_account, manager_required, member_required
 from portal.auth.forms import InviteForm, RoleForm
 from portal.credits import apikeys, queries, service
-from portal.credits.errors import DepartmentNotFound
+from portal.credits.errors import DepartmentExists, DepartmentNotFound
 from portal.errors import PortalError
 from portal.settings.forms import ApiKeyForm, DepartmentForm, DepartmentLimitForm
 from portal.timeutil import month_key, utcnow
@@ -26,11 +26,22 @@ def index():
     )
 
 
-def _render_api_keys(form: ApiKeyForm, new_secret: str | None = None, status: int = 200):
-    keys = apikeys.list_api_keys(g.membership.organization_id)
-    return render_template(
-        "settings/api_keys.html", form=form, keys=keys, new_secret=new_secret
-    ), status
+# The new secret waits in the session for the one GET that follows the POST (post/redirect/get:
+# a reload creates nothing and no longer shows it); never in a URL, where logs would keep it.
+NEW_SECRET_KEY = "new_api_key"
+
+
+def _render_api_keys(form: ApiKeyForm, status: int = 200):
+    organization_id = g.membership.organization_id
+    stashed = session.pop(NEW_SECRET_KEY, None) or {}
+    new_secret = stashed.get("secret") if stashed.get("org") == organization_id else None
+    keys = apikeys.list_api_keys(organization_id)
+    response = make_response(
+        render_template("settings/api_keys.html", form=form, keys=keys, new_secret=new_secret),
+        status,
+    )
+    response.headers["Cache-Control"] = "no-store"  # Back must not bring the secret back
+    return response
 
 
 @bp.get("/api-keys")
@@ -46,8 +57,9 @@ def create_api_key():
     if not form.validate():
         return _render_api_keys(form, status=422)
     new = apikeys.create_api_key(g.membership.organization_id, form.name.data, current_user.id)
+    session[NEW_SECRET_KEY] = {"org": g.membership.organization_id, "secret": new.secret}
     flash(f"API key “{new.key.name}” created. Copy it now: it is shown only once.", "success")
-    return _render_api_keys(ApiKeyForm(formdata=None), new_secret=new.secret, status=201)
+    return redirect(url_for("settings.api_keys"), 303)
 
 
 @bp.post("/api-keys/<int:key_id>/revoke")
@@ -81,11 +93,13 @@ def create_department():
     form = DepartmentForm()
     if not form.validate():
         return _render_departments(form, 422)
-    organization_id = g.membership.organization_id
-    if any(d.name == form.name.data for d in queries.list_departments(organization_id)):
-        form.name.errors.append("A department with this name exists already.")
+    try:
+        service.create_department(
+            g.membership.organization_id, form.name.data, form.monthly_limit.micros
+        )
+    except DepartmentExists as exc:
+        form.name.errors.append(exc.message)
         return _render_departments(form, 422)
-    service.set_department_limit(organization_id, form.name.data, form.monthly_limit.micros)
     flash(f"Department “{form.name.data}” created.", "success")
     return redirect(url_for("settings.departments"))
 
@@ -118,14 +132,20 @@ def _render_members(form: InviteForm, status: int = 200):
     organization_id = g.membership.organization_id
     stashed = session.pop(NEW_INVITE_KEY, None) or {}
     invite_url = stashed.get("url") if stashed.get("org") == organization_id else None
-    return render_template(
-        "settings/members.html",
-        form=form,
-        members=people.members_of(organization_id),
-        invitations=invitations.pending_invitations(organization_id),
-        invite_url=invite_url,
-        role_form=RoleForm(formdata=None),
-    ), status
+    response = make_response(
+        render_template(
+            "settings/members.html",
+            form=form,
+            members=people.members_of(organization_id),
+            invitations=invitations.pending_invitations(organization_id),
+            invite_url=invite_url,
+            role_form=RoleForm(formdata=None),
+        ),
+        status,
+    )
+    if invite_url:
+        response.headers["Cache-Control"] = "no-store"  # Back must not bring the link back
+    return response
 
 
 @bp.get("/members")

@@ -31,7 +31,7 @@ ADMIN_URL = os.environ.get("PORTAL_TEST_PG_URL", "postgresql://postgres@127.0.0.
 EMAIL, PASSWORD = "bench@example.com", "bench-password-1"
 FEATURES = [
     ("seedream_text_to_image", 30),
-    ("ai_chat_message", 40),
+    ("ai_chat", 40),
     ("generate_video", 4),
     ("file_processing", 8),
     ("text_generation", 12),

@@ -68,11 +68,20 @@ def test_amounts_stay_exact_decimals(client: CreditClient) -> None:
     assert_books_balance(client)
 
 
-def test_quantities_accept_strings_but_refuse_floats(client: CreditClient) -> None:
+def test_quantities_accept_strings_and_floats(client: CreditClient) -> None:
     assert client.deduct("file_processing", quantity="2.5").credits_deducted == Decimal("2.5")
-    with pytest.raises(TypeError, match="float"):
-        client.deduct("file_processing", quantity=0.1)  # type: ignore[arg-type]
-    assert len(charges(client)) == 1
+    message = "x" * 210
+    charged = client.deduct("ai_chat", quantity=len(message) / 100)  # 1 credit per 100 chars
+    assert (charged.quantity, charged.credits_deducted) == (Decimal("2.1"), Decimal("2.1"))
+    assert client.check("file_processing", quantity=0.1 + 0.2).required == Decimal("0.3")
+    assert client.deduct("file_processing", quantity=1 / 3).credits_deducted == Decimal("0.333333")
+    with pytest.raises(ValueError, match="finite"):
+        client.deduct("file_processing", quantity=float("nan"))
+    assert [row.amount for row in charges(client)] == [
+        Decimal("-2.5"),
+        Decimal("-2.1"),
+        Decimal("-0.333333"),
+    ]
 
 
 def test_deduct_batch_charges_every_line_at_once(client: CreditClient) -> None:
@@ -223,6 +232,16 @@ def test_context_manager_closes_the_connection_pool(live_portal: LivePortal, org
         assert credit_client.balance().available == Decimal(1000)
     assert credit_client._http.is_closed
     assert repr(credit_client) == f"CreditClient({live_portal.url!r})"
+
+
+@pytest.mark.parametrize("suffix", ["/api/v1", "/api/v1/", "/"])
+def test_a_base_url_with_the_api_path_and_a_key_with_spaces_work(
+    live_portal: LivePortal, org: OrgKey, suffix: str
+) -> None:
+    """As people paste them: the URL the docs show for curl, the key with its newline."""
+    with make_client(live_portal.url + suffix, f"  {org.api_key}\n") as credit_client:
+        assert credit_client.balance().available == Decimal(1000)
+        assert credit_client.deduct("generate_content").credits_deducted == Decimal(1)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from portal.client import errors, normalize_model
-from portal.client._wire import RetryPolicy, decode_json, encode_json
+from portal.client._wire import RetryPolicy, Settings, decode_json, encode_json
 from portal.client.operations import number
 from portal.client.tokens import TokenMeter, default_usage, thousands, token_lines
 
@@ -45,10 +45,72 @@ def test_numbers_accepted(value: object, expected: object) -> None:
     assert number(value, "quantity") == expected
 
 
-@pytest.mark.parametrize("value", [0.5, True, None, "abc", "inf"])
+@pytest.mark.parametrize("value", [True, None, "abc", "inf", Decimal("NaN")])
 def test_numbers_refused(value: object) -> None:
     with pytest.raises((TypeError, ValueError)):
         number(value, "quantity")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (len("x" * 210) / 100, "2.1"),  # "1 credit per 100 characters", as people write it
+        (0.1, "0.1"),  # its shortest form, not 0.1000000000000000055511151231257827…
+        (0.1 + 0.2, "0.3"),  # 0.30000000000000004, rounded to 6 places
+        (1 / 3, "0.333333"),
+        (2 / 3, "0.666667"),
+        (0.0000005, "0.000001"),  # half-up
+        (0.0000004999, "0"),
+        (-2.5, "-2.5"),
+        (1e20, "100000000000000000000"),
+        (12.0, "12"),
+    ],
+)
+def test_floats_go_through_their_shortest_form_rounded_half_up(value: float, expected: str) -> None:
+    result = number(value, "quantity")
+    assert isinstance(result, Decimal) and result == Decimal(expected)
+    assert encode_json({"q": result}) == f'{{"q":{expected}}}'.encode()
+
+
+def test_a_float_subclass_is_read_as_its_float_value() -> None:
+    class Float64(float):  # as numpy's float64, whose repr is "np.float64(0.1)"
+        def __repr__(self) -> str:
+            return f"Float64({float(self)!r})"
+
+    assert number(Float64(0.1), "quantity") == Decimal("0.1")
+
+
+def test_ints_and_decimals_stay_exactly_as_given() -> None:
+    assert type(number(7, "quantity")) is int
+    assert number(Decimal("0.1234567"), "quantity") == Decimal("0.1234567")  # the portal decides
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_float_that_is_no_number_is_refused_clearly(value: float) -> None:
+    with pytest.raises(ValueError, match=r"quantity must be a finite number, got (nan|inf|-inf)"):
+        number(value, "quantity")
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://portal.example",
+        "http://portal.example/",
+        "http://portal.example/api/v1",
+        "http://portal.example/api/v1/",
+    ],
+)
+def test_base_url_may_end_in_the_api_path(base_url: str) -> None:
+    settings = Settings.create(
+        base_url, " cpk_secret\n", timeout=1, max_retries=0, backoff=0, max_backoff=0
+    )
+    assert settings.base_url == "http://portal.example"
+    assert settings.httpx_options()["headers"]["Authorization"] == "Bearer cpk_secret"
+
+
+def test_an_api_key_of_only_whitespace_is_refused() -> None:
+    with pytest.raises(ValueError, match="api_key"):
+        Settings.create("http://x", "  \t", timeout=1, max_retries=0, backoff=0, max_backoff=0)
 
 
 @pytest.mark.parametrize(

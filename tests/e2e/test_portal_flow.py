@@ -58,6 +58,9 @@ def test_signup_verify_key_deduct_dashboard(browser, portal, portal_mail):
     page.get_by_role("button", name="Create key").click()
     secret = page.get_by_test_id("new-api-key").inner_text().strip()
     assert secret.startswith("cpk_")
+    page.reload()  # the page after the POST is a GET: reloading creates no second key
+    assert page.get_by_test_id("new-api-key").count() == 0
+    assert page.get_by_text("e2e key", exact=True).count() == 1
 
     price = httpx.get(f"{portal.url}/api/v1/features/pricing", params={"key": FEATURE}).json(
         parse_float=Decimal

@@ -1,7 +1,7 @@
 """Accounts: session versions, email verification, single-use account links, revocable invitations
 
-Revision ID: 0013_accounts
-Revises: 0012
+Revision ID: 0014_accounts
+Revises: 0013_departments
 Create Date: 2026-12-04
 
 """
@@ -9,8 +9,8 @@ Create Date: 2026-12-04
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013_accounts"
-down_revision = "0012"
+revision = "0014_accounts"
+down_revision = "0013_departments"
 branch_labels = None
 depends_on = None
 

@@ -43,6 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_extensions(app)
     register_template_helpers(app)
     register_blueprints(app)
+    register_limits(app)
     register_errorhandlers(app)
     register_commands(app)
     register_server_timing(app)
@@ -118,6 +119,13 @@ def register_blueprints(app: Flask) -> None:
         register_sandbox(app)  # its REST subset and hosted pages; CSRF-exempt (own checks)
     if "billing" not in app.config.setdefault("PORTAL_AREAS", ()):
         app.config["PORTAL_AREAS"] = (*app.config["PORTAL_AREAS"], "billing")  # the nav link
+
+
+def register_limits(app: Flask) -> None:
+    """Rate limits (portal/limits.py): after the blueprints, whose marked views it wraps."""
+    from portal import limits
+
+    limits.init_app(app)
 
 
 def register_commands(app: Flask) -> None:

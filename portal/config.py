@@ -30,10 +30,8 @@ def _int_env(name: str, default: int) -> int:
 
 
 def _bool_env(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
+    raw = os.environ.get(name, "").strip().lower()
+    return default if not raw else raw in ("1", "true", "yes", "on")
 
 
 def mail_settings() -> dict[str, Any]:
@@ -89,5 +87,20 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "STRIPE_SANDBOX": os.environ.get("STRIPE_SANDBOX") or None,
         # Where the sandbox POSTs webhooks; unset: PORTAL_BASE_URL (or API host) + /stripe/webhook
         "STRIPE_SANDBOX_WEBHOOK_URL": os.environ.get("STRIPE_SANDBOX_WEBHOOK_URL") or None,
+        # Rate limits (portal/limits.py). Without Redis the counters are per process.
+        "RATELIMIT_ENABLED": _bool_env("RATELIMIT_ENABLED", True),
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI")
+        or os.environ.get("REDIS_URL")
+        or "memory://",
+        "PORTAL_LOGIN_RATE_LIMIT": os.environ.get("PORTAL_LOGIN_RATE_LIMIT")
+        or "10 per minute;100 per hour",
+        "PORTAL_SIGNUP_RATE_LIMIT": os.environ.get("PORTAL_SIGNUP_RATE_LIMIT") or "5 per hour",
+        "PORTAL_API_RATE_LIMIT": os.environ.get("PORTAL_API_RATE_LIMIT") or "6000 per minute",
+        "PORTAL_API_UNAUTHENTICATED_RATE_LIMIT": os.environ.get(
+            "PORTAL_API_UNAUTHENTICATED_RATE_LIMIT"
+        )
+        or "60 per minute",
+        # Proxies in front of the portal that append to X-Forwarded-For; 0: trust the socket.
+        "PORTAL_TRUSTED_PROXIES": _int_env("PORTAL_TRUSTED_PROXIES", 0),
         **mail_settings(),
     }

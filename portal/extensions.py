@@ -15,3 +15,5 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+# The rate limiter is not here: Flask-Limiter keeps its storage and state on the instance, so
+# portal/limits.py builds one per app (the test suite builds hundreds of apps).

@@ -40,6 +40,19 @@ from portal.timeutil import utcnow
 PG_ADMIN_URL = os.environ.get("PORTAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BACKENDS = ("sqlite", "postgresql")
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379"
+# The suite logs in and signs up hundreds of times from 127.0.0.1: apps it builds (and the
+# gunicorn portals it starts, which inherit the environment) have rate limits off unless a
+# test turns them on with ``@pytest.mark.rate_limits``.
+os.environ.setdefault("RATELIMIT_ENABLED", "false")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "rate_limits(**settings): the app fixture counts rate limits (memory storage, or the "
+        "test's limit_storage), with these settings",
+    )
 
 
 def postgres_available() -> bool:
@@ -164,6 +177,57 @@ def assert_invariants() -> None:
         assert org.reserved == (open_holds.get(org.id) or 0), org.slug
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Redis for rate-limit tests: skipped without it on a laptop, a failure in CI."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis is required in CI but unreachable at {REDIS_URL}: {exc}")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own, so parallel runs never share counters; its keys are
+    deleted afterwards."""
+    import redis
+
+    prefix = f"test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    connection = redis.Redis.from_url(redis_url)
+    for key in connection.scan_iter(match=f"*{prefix}*"):
+        connection.delete(key)
+    connection.close()
+
+
+@pytest.fixture(params=("memory", "redis"))
+def limit_storage(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Run a rate-limit test on both storages: per-process memory and a real Redis."""
+    if request.param == "memory":
+        return {"RATELIMIT_STORAGE_URI": "memory://"}
+    return {
+        "RATELIMIT_STORAGE_URI": request.getfixturevalue("redis_url"),
+        "RATELIMIT_KEY_PREFIX": request.getfixturevalue("redis_prefix"),
+    }
+
+
+def rate_limit_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    marker = request.node.get_closest_marker("rate_limits")
+    if marker is None:
+        return {"RATELIMIT_ENABLED": False}
+    storage = (
+        request.getfixturevalue("limit_storage")
+        if "limit_storage" in request.fixturenames
+        else {"RATELIMIT_STORAGE_URI": "memory://"}
+    )
+    return {"RATELIMIT_ENABLED": True, **storage, **marker.kwargs}
+
+
 @pytest.fixture
 def app(database_url: str, backend: str, request: pytest.FixtureRequest) -> Iterator[Flask]:
     app = create_app(
@@ -173,6 +237,7 @@ def app(database_url: str, backend: str, request: pytest.FixtureRequest) -> Iter
             # Form tests post without tokens; tests marked ``csrf`` prove the refusals.
             "WTF_CSRF_ENABLED": request.node.get_closest_marker("csrf") is not None,
             "PASSWORD_HASH_FAST": True,
+            **rate_limit_config(request),
         }
     )
     app.config["BACKEND"] = backend

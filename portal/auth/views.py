@@ -7,11 +7,12 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from portal import limits
 from portal.auth import invitations, service
 from portal.auth.access import SESSION_ORG_KEY, current_account
 from portal.auth.forms import PASSWORD_HINT, LoginForm, SignupForm
 from portal.auth.models import User
-from portal.errors import Forbidden, NotFound, PortalError
+from portal.errors import Forbidden, NotFound, PortalError, portal_error_response
 
 bp = Blueprint("auth", __name__)
 
@@ -25,6 +26,17 @@ def _safe_next(default: str) -> str:
     return default
 
 
+@bp.errorhandler(limits.RateLimited)
+def too_many_attempts(exc: limits.RateLimited):
+    """A refused login re-renders the form with the reason; other pages get the styled 429."""
+    if request.endpoint != "auth.login":
+        return portal_error_response(exc)
+    form = LoginForm()
+    form.password.errors = [exc.message]
+    headers = {"Retry-After": str(exc.retry_after)}
+    return render_template("auth/login.html", form=form), exc.status, headers
+
+
 def _home(user: User) -> str:
     """Where a signed-in user belongs: platform admins without an organization go to admin."""
     if user.is_admin and not user.memberships:
@@ -33,6 +45,7 @@ def _home(user: User) -> str:
 
 
 @bp.route("/signup", methods=["GET", "POST"])
+@limits.per_address(limits.SIGNUP_LIMIT, message="Too many sign-ups from your network.")
 def signup():
     if current_user.is_authenticated:
         return redirect(_home(current_user))
@@ -59,6 +72,8 @@ def signup():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limits.per_account(limits.LOGIN_LIMIT, message="Too many login attempts for this account.")
+@limits.per_address(limits.LOGIN_LIMIT, message="Too many login attempts from your network.")
 def login():
     if current_user.is_authenticated:
         return redirect(_safe_next(_home(current_user)))
@@ -95,6 +110,7 @@ def switch_organization():
 
 
 @bp.route("/invite/<token>", methods=["GET", "POST"])
+@limits.per_address(limits.SIGNUP_LIMIT, message="Too many invitation accepts from your network.")
 def accept_invitation(token: str):
     try:
         invitation = invitations.invitation_for(token)

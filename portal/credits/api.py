@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 
+from portal import limits
 from portal.credits import idempotency, queries, schemas, service
 from portal.credits.apikeys import authenticate
 from portal.credits.errors import FeatureNotFound
@@ -26,9 +27,11 @@ def json_response(payload: dict[str, Any], status: int = 200) -> Response:
 
 
 @bp.before_request
+@limits.guard_api
 def require_api_key() -> None:
     if request.endpoint not in PUBLIC_ENDPOINTS:
-        g.organization = authenticate(request.headers.get("Authorization"))
+        caller = authenticate(request.headers.get("Authorization"))
+        g.api_key_id, g.organization = caller.key_id, caller.organization
 
 
 def idempotent(status: int) -> Callable:

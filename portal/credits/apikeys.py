@@ -31,6 +31,14 @@ _ACTIVE_KEY = (
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who an API request is: the key (its id keys the rate limit) and its organization."""
+
+    key_id: int
+    organization: Organization
+
+
+@dataclass(frozen=True)
 class NewApiKey:
     key: ApiKey
     secret: str
@@ -77,8 +85,8 @@ def list_api_keys(organization_id: int) -> list[ApiKey]:
     )
 
 
-def authenticate(authorization: str | None) -> Organization:
-    """Resolve ``Bearer <secret>`` to its organization, or raise ``Unauthorized``."""
+def authenticate(authorization: str | None) -> Caller:
+    """Resolve ``Bearer <secret>`` to its key and organization, or raise ``Unauthorized``."""
     scheme, _, secret = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
@@ -96,4 +104,4 @@ def authenticate(authorization: str | None) -> Organization:
             .execution_options(synchronize_session=False)
         )
         db.session.commit()
-    return row.Organization
+    return Caller(row.id, row.Organization)

@@ -23,6 +23,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.database import engine_options
     from portal.errors import register_errorhandlers
     from portal.jsonio import ExactJSONProvider
+    from portal.requestguard import register_request_guard
     from portal.templating import register_template_helpers
 
     app = Flask(
@@ -40,6 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         "SQLALCHEMY_ENGINE_OPTIONS",
         engine_options(app.config["SQLALCHEMY_DATABASE_URI"], app.config["SQLITE_BUSY_TIMEOUT_MS"]),
     )
+    register_request_guard(app)  # before the blueprints: it installs the id converter
     register_extensions(app)
     register_template_helpers(app)
     register_blueprints(app)

@@ -11,6 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from portal.requestguard import body_limits
+
 DEV_SECRET_KEY = "dev-only-secret-key-change-me"
 # Signs the offline Stripe sandbox's webhooks (and verifies them) on a developer machine.
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_sandbox_dev_secret"
@@ -87,6 +89,8 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "STRIPE_SANDBOX": os.environ.get("STRIPE_SANDBOX") or None,
         # Where the sandbox POSTs webhooks; unset: PORTAL_BASE_URL (or API host) + /stripe/webhook
         "STRIPE_SANDBOX_WEBHOOK_URL": os.environ.get("STRIPE_SANDBOX_WEBHOOK_URL") or None,
+        # Request body limits (413 beyond them): MAX_CONTENT_LENGTH and the webhook's own.
+        **body_limits(os.environ.get),
         # Rate limits (portal/limits.py). Without Redis the counters are per process.
         "RATELIMIT_ENABLED": _bool_env("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI")

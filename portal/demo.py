@@ -1,7 +1,8 @@
 """``flask demo``: everything a first look needs, created once (safe to run again).
 
 The credits part (catalogue, demo organization, 90 days of usage, an API key) comes from
-``portal.credits.demo``; this adds people to log in as: an owner, a member, a platform admin.
+``portal.credits.demo``; ``portal.billing.demo`` records the payments of its package
+purchases; this adds people to log in as: an owner, a member, a platform admin.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import click
 from flask import Flask
 
 from portal.auth import service as people
+from portal.billing import demo as billing_demo
 from portal.billing.catalogue import seed_catalogue
 from portal.credits import demo as credits_demo
 from portal.credits import service
@@ -49,6 +51,7 @@ def register_demo_command(app: Flask) -> None:
         """Idempotent demo data: prices, a demo organization with 90 days of usage, logins."""
         result = credits_demo.create_demo()
         seed_catalogue()  # idempotent: adds only plans and packages missing by lookup key
+        billing_demo.record_purchases(result.organization.id)  # the ledger's purchases, paid
         organization = result.organization
         logins = ensure_demo_people(organization.id)
         balance = service.get_balance(organization).balance

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from portal.billing.models import BillingCustomer, Payment, Plan, StripeEvent
+from portal.billing.models import BillingCustomer, Package, Payment, Plan, StripeEvent
 from portal.extensions import db
 
 SECRET = "whsec_sandbox_dev_secret"
@@ -97,6 +97,7 @@ def open_checkout(buyer: Buyer, *, package=None, plan=None, credits: int = 0, ce
 def checkout_session(buyer: Buyer, session_id: str, **fields: Any) -> dict[str, Any]:
     mode = fields.pop("mode", "payment")
     key = fields.pop("lookup_key", "package_small")
+    fields.setdefault("amount_total", _catalogue_price(Package if mode == "payment" else Plan, key))
     return {
         "id": session_id,
         "object": "checkout.session",
@@ -109,12 +110,18 @@ def checkout_session(buyer: Buyer, session_id: str, **fields: Any) -> dict[str, 
         },
         "payment_status": "paid",
         "status": "complete",
-        "amount_total": 990,
         "currency": "usd",
         "payment_intent": new_id("pi") if mode == "payment" else None,
         "subscription": None,
         **fields,
     }
+
+
+def _catalogue_price(model: Any, lookup_key: str) -> int | None:
+    """What the catalogue asks for the item: what Stripe charges for a checkout of it."""
+    cents = db.session.scalar(select(model.price_cents).where(model.lookup_key == lookup_key))
+    db.session.rollback()
+    return cents
 
 
 def price(lookup_key: str) -> dict[str, Any]:

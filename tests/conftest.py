@@ -36,6 +36,7 @@ from portal.credits.models import (
 from portal.extensions import db
 from portal.money import parse_micros
 from portal.timeutil import utcnow
+from tests.contract_check import ContractCheckingClient
 
 PG_ADMIN_URL = os.environ.get("PORTAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -269,6 +270,7 @@ def app(database_url: str, backend: str, request: pytest.FixtureRequest) -> Iter
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    app.test_client_class = ContractCheckingClient  # /api/v1 answers checked against OpenAPI
     return app.test_client()
 
 

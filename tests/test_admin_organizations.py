@@ -8,6 +8,8 @@ import uuid
 import pytest
 
 from portal.admin import queries
+from portal.billing.catalogue import seed_catalogue
+from tests.billing_helpers import event, make_buyer, new_id, post_event, subscription
 from tests.conftest import balance_row, credits, ledger_rows
 from tests.web_helpers import Web, csrf_token
 
@@ -81,6 +83,25 @@ def test_list_shows_balance_available_usage_plan_members(client, admin, acme, gl
     assert "<td>—</td>" in acme_row  # plan: filled in by billing
     globex_row = row_of(html, "globex")
     assert '<span class="credits">37.5</span>' in globex_row and "1</td>" in globex_row
+
+
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [("active", "Professional"), ("past_due", "Professional (past due)"), ("canceled", "—")],
+)
+def test_a_subscription_shows_as_the_plan(client, admin, acme, globex, status, shown):
+    """Subscribed through a paid checkout's webhooks, as the billing page would show it."""
+    seed_catalogue()
+    buyer = make_buyer(globex.id)
+    sub_id = new_id("sub")
+    sub = subscription(buyer, sub_id, plan="plan_professional", status=status)
+    kind = "deleted" if status == "canceled" else "created"
+    assert post_event(client, event(f"customer.subscription.{kind}", sub)).status_code == 200
+    html = text(client.get("/admin/organizations"))
+    assert f"<td>{shown}</td>" in row_of(html, "globex")
+    assert "<td>—</td>" in row_of(html, "acme")  # no subscription, no plan
+    detail = text(client.get("/admin/organizations/globex"))
+    assert f'<p class="stat-value" data-testid="plan">{shown}</p>' in detail
 
 
 def test_list_reserved_credits_are_not_available(client, admin, acme, api):
@@ -182,9 +203,9 @@ def test_negative_adjustment_beyond_available_is_refused(client, admin, acme, ap
     ("amount", "reason", "field", "message"),
     [
         ("", "Goodwill", "amount", "Enter an amount"),
-        ("0", "Goodwill", "amount", "Amount must be greater than zero."),
-        ("1.0000001", "Goodwill", "amount", "Amount must have at most 6 decimal places."),
-        ("lots", "Goodwill", "amount", "Amount must be a decimal number."),
+        ("0", "Goodwill", "amount", "The amount must be greater than zero."),
+        ("1.0000001", "Goodwill", "amount", "Use at most 6 decimal places"),
+        ("lots", "Goodwill", "amount", "Type an amount like 1234.5 or 1,234.5"),
         ("1000000001", "Goodwill", "amount", "At most 1,000,000,000 credits per adjustment."),
         ("5", "", "reason", "Say why"),
         ("5", "    ", "reason", "Say why"),

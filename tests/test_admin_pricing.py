@@ -191,9 +191,9 @@ def test_add_inactive_feature_without_description(client, admin):
         ("feature_key", "ocr__page", "Must be lowercase_with_underscores"),
         ("feature_key", "x" * 101, "max 100"),
         ("credits", "", "Enter the price in credits"),
-        ("credits", "-1", "Amount must not be negative."),
-        ("credits", "0.0000001", "Amount must have at most 6 decimal places."),
-        ("credits", "five", "Amount must be a decimal number."),
+        ("credits", "-1", "The amount must not be negative."),
+        ("credits", "0.0000001", "Use at most 6 decimal places"),
+        ("credits", "five", "Type an amount like 1234.5 or 1,234.5"),
         ("name", "", "Is required"),
         ("name", "n" * 201, "Must be at most 200 characters"),
         ("category", " ", "Is required"),
@@ -289,7 +289,7 @@ def test_htmx_save_returns_the_row_and_records_old_and_new(client, admin, catalo
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("credits", "-3", "Amount must not be negative."),
+        ("credits", "-3", "The amount must not be negative."),
         ("credits", "1.1234567", "at most 6 decimal places"),
         ("credits", "", "Enter the price"),
         ("name", "", "Is required"),

@@ -73,7 +73,7 @@ def test_refund_exceeds_deduction(api, org, deduction, db_state):
     r = refund(
         api, org, deduction_id=deduction["deduction_id"], amount=refundable + Decimal("0.000001")
     )
-    assert_error(r, 422, "refund_exceeds_deduction", refundable=refundable)
+    assert_error(r, 409, "refund_exceeds_deduction", refundable=refundable)
     assert db_state() == before
 
 

@@ -78,10 +78,10 @@ def test_a_new_package_goes_on_sale(client, auth, admin):
     ("changes", "message"),
     [
         ({"name": ""}, "Enter a name."),
-        ({"price": ""}, "Enter a price."),
+        ({"price": ""}, "Enter a price, like 9.90."),
         ({"price": "9.999"}, "at most 2 decimal places"),
         ({"price": "0.10"}, "at least $0.50"),
-        ({"price": "ten"}, "must be an amount like 9.90"),
+        ({"price": "ten"}, "Type an amount like 1234.50 or 1,234.50"),
         ({"credits": "0"}, "greater than zero"),
         ({"credits": "-5"}, "must not be negative"),
         ({"credits": "1.1234567"}, "at most 6 decimal places"),

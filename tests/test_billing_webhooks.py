@@ -178,7 +178,7 @@ def test_a_package_is_granted_once_per_session(client, buyer):
 
 
 def test_a_package_checkout_not_started_here_is_fulfilled_from_its_metadata(client, buyer):
-    session = checkout_session(buyer, new_id("cs"), lookup_key="package_large")
+    session = checkout_session(buyer, new_id("cs"), lookup_key="package_large", amount_total=14_990)
     assert post_event(client, event("checkout.session.completed", session)).status_code == 200
     assert balance(buyer) == credits(2000)
     assert one(Payment, checkout_session_id=session["id"]).credits == credits(2000)

@@ -14,12 +14,12 @@ from portal.credits.errors import (
     DepartmentNotFound,
     FeatureNotFound,
     InsufficientCredits,
+    QuantityExceedsReservation,
     RefundExceedsDeduction,
     ReservationNotFound,
     ReservationNotOpen,
 )
 from portal.credits.models import Department, Reservation
-from portal.errors import InvalidRequest
 from portal.extensions import db
 from portal.money import MICRO, cost_micros, micros_to_decimal
 from portal.timeutil import month_key, utcnow
@@ -304,10 +304,10 @@ def test_capture_part_at_the_held_price_releases_the_rest(org, make_price):
     assert balance_row(org.id) == (before - cost, 0)
 
 
-def test_capture_more_than_reserved_is_invalid_and_writes_nothing(org, db_state):
+def test_capture_more_than_reserved_is_a_conflict_and_writes_nothing(org, db_state):
     hold = service.reserve(org.organization, "gen", credits("2"), 900)
     before = db_state()
-    with pytest.raises(InvalidRequest) as refused:
+    with pytest.raises(QuantityExceedsReservation) as refused:
         service.capture(org.organization, hold.reservation_id, credits("2.000001"))
     assert refused.value.extra["field"] == "quantity"
     assert db_state() == before

@@ -69,11 +69,12 @@ percents = st.none() | st.integers(1, 130)  # of the original; > 100 asks for to
 
 
 def model_cost(unit_price: int, quantity: int) -> int:
-    """Credits per unit × quantity, rounded half-up to a whole micro-credit."""
+    """Credits per unit × quantity, rounded half-up to a whole micro-credit; never free."""
     with localcontext() as context:
         context.prec = 60
         exact = Decimal(unit_price) * Decimal(quantity) / MICRO
-        return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        rounded = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        return 1 if rounded == 0 and exact > 0 else rounded
 
 
 def share(total: int, percent: int) -> int:

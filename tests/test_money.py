@@ -8,10 +8,13 @@ from portal.money import (
     MAX_MICROS,
     MICRO,
     AmountError,
+    TypedAmountError,
     cost_micros,
     format_credits,
     micros_to_decimal,
     parse_micros,
+    parse_typed_credits,
+    parse_typed_currency,
     to_decimal,
 )
 
@@ -99,9 +102,8 @@ def test_to_decimal_keeps_the_exact_value():
         ("5", "1"),
         ("0.001", "3"),
         ("0.000001", "0.5"),  # exactly half a micro-credit: rounds up
-        ("0.000001", "0.499999"),  # just under half: rounds down
+        ("0.000003", "0.499999"),  # just under half of 3: rounds down to 1
         ("0.000003", "0.5"),  # 1.5 micro-credits -> 2
-        ("0.000001", "0.000001"),  # a trillionth of a credit rounds to nothing
         ("2.5", "1000000"),
         ("0.333333", "3"),
         ("1.234567", "7.654321"),
@@ -112,6 +114,24 @@ def test_cost_micros_rounds_half_up_to_six_places(unit_price, quantity):
         Decimal("0.000001"), rounding=ROUND_HALF_UP
     )
     assert cost_micros(micros_of(unit_price), micros_of(quantity)) == micros_of(str(expected))
+
+
+@pytest.mark.parametrize(
+    ("unit_price", "quantity"),
+    [
+        ("0.000001", "0.1"),  # a tenth of a micro-credit
+        ("0.000001", "0.499999"),  # just under half
+        ("0.000001", "0.000001"),  # a trillionth of a credit
+        ("0.000002", "0.2"),
+    ],
+)
+def test_a_non_zero_cost_never_rounds_to_zero(unit_price, quantity):
+    assert cost_micros(micros_of(unit_price), micros_of(quantity)) == 1
+
+
+@pytest.mark.parametrize(("unit_price", "quantity"), [("0", "5"), ("5", "0"), ("0", "0")])
+def test_only_a_zero_price_or_quantity_costs_nothing(unit_price, quantity):
+    assert cost_micros(micros_of(unit_price), micros_of(quantity)) == 0
 
 
 @pytest.mark.parametrize(
@@ -146,3 +166,117 @@ def test_micros_to_decimal_has_no_exponent_or_trailing_zeros(micros, text):
 )
 def test_format_credits(micros, places, text):
     assert format_credits(micros, places) == text
+
+
+# --- amounts typed by people -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "micros"),
+    [
+        ("1234.5", 1_234_500_000),
+        ("1,234.5", 1_234_500_000),
+        ("12,345,678.25", 12_345_678_250_000),
+        ("1,000", 1_000 * MICRO),
+        ("999", 999 * MICRO),
+        ("0", 0),
+        ("0.5", 500_000),
+        ("0.000001", 1),
+        ("007", 7 * MICRO),
+        ("  7.25\t", 7_250_000),
+        ("9223372036854.775807", MAX_MICROS),  # what a BIGINT holds, exactly
+    ],
+)
+def test_typed_credits_accept_plain_and_correctly_grouped_decimals(text, micros):
+    assert parse_typed_credits(text) == micros
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2,5",  # a decimal comma, or a thousands separator? never guessed
+        "9,90",
+        "1,23,4",
+        "1,2345",
+        "12,34.5",
+        "1234,567",  # a group after more than three digits
+        "0,123",
+        ",123",
+        "1,",
+        "1,000,00",
+        "1_000",
+        "1e3",
+        "1E3",
+        "+5",
+        "−5",  # a Unicode minus
+        ".5",
+        "5.",
+        "1.2.3",
+        "1 000",
+        "$5",
+        "5 credits",
+        "five",
+        "NaN",
+        "Infinity",
+        "0x10",
+        "5\x00",
+        "\x005",
+        "١٢٣",  # Arabic-Indic digits
+        "１２",  # full-width digits
+        "9" * 41,
+    ],
+)
+def test_typed_credits_refuse_anything_else_and_say_what_to_type(text):
+    with pytest.raises(TypedAmountError, match=r"Type an amount like 1234\.5 or 1,234\.5"):
+        parse_typed_credits(text, allow_negative=True)
+
+
+@pytest.mark.parametrize("text", ["", "   ", None])
+def test_an_empty_typed_amount_asks_for_one(text):
+    with pytest.raises(TypedAmountError, match="Enter an amount"):
+        parse_typed_credits(text)
+
+
+@pytest.mark.parametrize("text", ["0.0000001", "1.1234567", "1,234.5000000"])
+def test_typed_credits_allow_six_places(text):
+    with pytest.raises(TypedAmountError, match="at most 6 decimal places"):
+        parse_typed_credits(text)
+
+
+def test_typed_credits_sign_zero_and_range():
+    assert parse_typed_credits("-12.5", allow_negative=True) == -12_500_000
+    assert parse_typed_credits("-1,234", allow_negative=True) == -1_234 * MICRO
+    with pytest.raises(TypedAmountError, match="must not be negative"):
+        parse_typed_credits("-1")
+    with pytest.raises(TypedAmountError, match="greater than zero"):
+        parse_typed_credits("0.000", allow_zero=False)
+    with pytest.raises(TypedAmountError, match=r"at most 9,223,372,036,854\.775807"):
+        parse_typed_credits("9223372036854.775808")
+    with pytest.raises(TypedAmountError, match="at most 10"):
+        parse_typed_credits("10.000001", maximum=10 * MICRO)
+
+
+@pytest.mark.parametrize(
+    ("text", "cents"),
+    [("9.90", 990), ("29", 2900), ("0.5", 50), ("1,499.90", 149_990), ("1,000,000", 10**8)],
+)
+def test_typed_currency_is_whole_units_to_integer_cents(text, cents):
+    assert parse_typed_currency(text, maximum=10**8) == cents
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("9,90", r"Type an amount like 1234\.50 or 1,234\.50"),
+        ("2,5", r"Type an amount like 1234\.50"),
+        ("9.999", "at most 2 decimal places"),
+        ("0.001", "at most 2 decimal places"),
+        ("-9.90", "must not be negative"),
+        ("1e3", "Type an amount"),
+        ("1_000", "Type an amount"),
+        ("1,000,000.01", r"at most 1,000,000"),
+    ],
+)
+def test_typed_currency_refusals(text, message):
+    with pytest.raises(TypedAmountError, match=message):
+        parse_typed_currency(text, maximum=10**8)

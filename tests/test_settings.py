@@ -92,7 +92,7 @@ def test_departments_create_limit_and_clear(client, owner):
         ({"name": "Bad/Name", "monthly_limit": ""}, "letters"),
         ({"name": "Ops", "monthly_limit": "1.1234567"}, "6 decimal places"),
         ({"name": "Ops", "monthly_limit": "-4"}, "negative"),
-        ({"name": "Ops", "monthly_limit": "lots"}, "decimal number"),
+        ({"name": "Ops", "monthly_limit": "lots"}, "Type an amount like 1234.5"),
     ],
 )
 def test_department_form_errors(client, owner, data, message):

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from portal.auth.models import Membership
 from portal.billing.catalogue import seed_catalogue
-from portal.billing.models import Plan
+from portal.billing.models import Plan, Subscription
 from portal.credits import service
 from portal.credits.models import ApiKey, Department, LedgerEntry, Organization
 from portal.extensions import db
@@ -120,6 +120,19 @@ def test_every_route_is_isolated(app, client, two_orgs):
         f"/billing/success/status?session_id={their_session}",
     ):
         assert client.get(path).status_code == 404, path
+    # Their live subscription is not ours to switch (or to see on the confirmation page).
+    db.session.add(
+        Subscription(
+            organization_id=theirs.id,
+            stripe_subscription_id="sub_victim",
+            plan_id=_plan("plan_starter").id,
+            status="active",
+        )
+    )
+    db.session.commit()
+    switch = "/billing/plans/plan_professional/switch"
+    refused = client.get(switch)
+    assert refused.status_code == 409 and "no plan to switch" in refused.get_data(as_text=True)
     for path in pages:
         response = client.get(path, follow_redirects=True)
         body = response.get_data(as_text=True)
@@ -141,6 +154,7 @@ def test_every_route_is_isolated(app, client, two_orgs):
         ("/orgs/switch", {"organization_id": theirs.id}),
         ("/billing/checkout", {"package": "no_such_package"}),
         ("/billing/portal", {}),
+        (switch, {"replace_cancellation": "1"}),
     ]
     for path, data in forms:
         response = client.post(path, data=data)
@@ -198,6 +212,7 @@ def test_every_route_is_isolated(app, client, two_orgs):
         "/verify-email/<token>",
         "/settings/account/email/<token>",
     }
+    covered.add(switch)
     for rule in app.url_map.iter_rules():
         path = rule.rule
         if path.startswith(PLATFORM_SCOPE):

@@ -23,10 +23,13 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from portal.auth.access import platform_admin_required
-from portal.credits import pricing, schemas
+from portal.contract.fields import Amount, check_text
+from portal.contract.jsonbody import json_body
+from portal.credits import pricing
 from portal.credits.models import FeaturePrice
 from portal.errors import InvalidRequest, PortalError
 from portal.extensions import csrf
+from portal.money import MAX_MICROS
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/admin")
 csrf.exempt(bp)  # see the module docstring: the JSON content type stands in for the token
@@ -74,17 +77,25 @@ def feature_json(price: FeaturePrice) -> dict[str, Any]:
     }
 
 
+CREDITS = Amount("Credits per unit.", maximum=MAX_MICROS, allow_zero=True)
+
+
 def _values(body: dict[str, Any]) -> dict[str, Any]:
-    """The body's fields under the service's names; credits parsed to micro-credits."""
-    for name in body:
+    """The body's fields under the service's names; credits parsed to micro-credits.
+
+    The pricing service validates each value; here unknown fields are refused, strings are
+    checked for NUL and lone surrogates, and credits are bounded before conversion.
+    """
+    for name, value in body.items():
         if name not in JSON_FIELDS:
-            raise InvalidRequest(name, "is not a field of a feature price")
+            raise InvalidRequest(name[:100], "is not a field of a feature price")
+        if type(value) is str:
+            check_text(value, name)
     values = {JSON_FIELDS[name]: value for name, value in body.items() if name != "credits"}
     if "credits" in body:
-        micros = schemas.amount(body, "credits", allow_zero=True)
-        if micros is None:
+        if body["credits"] is None:
             raise InvalidRequest("credits", "must be a number")
-        values["credits_per_unit"] = micros
+        values["credits_per_unit"] = CREDITS.parse(body["credits"], "credits")
     return values
 
 
@@ -100,7 +111,7 @@ def list_features() -> ResponseReturnValue:
 @platform_admin_required
 @json_request
 def create_feature() -> ResponseReturnValue:
-    values = _values(schemas.json_body())
+    values = _values(json_body())
     for required in ("feature_key", "name", "credits_per_unit"):
         if required not in values:
             raise InvalidRequest(pricing.PUBLIC_NAMES.get(required, required), "is required")
@@ -127,7 +138,7 @@ def get_feature(price_id: int) -> ResponseReturnValue:
 @platform_admin_required
 @json_request
 def update_feature(price_id: int) -> ResponseReturnValue:
-    values = _values(schemas.json_body())
+    values = _values(json_body())
     feature_key = values.pop("feature_key", None)
     if feature_key is not None and feature_key != pricing.get_feature(price_id).feature_key:
         raise InvalidRequest(

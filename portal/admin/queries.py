@@ -9,6 +9,7 @@ from sqlalchemy import func, or_, select
 
 from portal.auth import service as people
 from portal.auth.models import Membership
+from portal.billing import queries as billing
 from portal.credits import organizations, rollup
 from portal.credits import queries as ledger
 from portal.credits.models import LedgerEntry, Organization, UsageRollup
@@ -24,7 +25,7 @@ class OrganizationRow:
     organization: Organization
     used_this_month: int
     members: int
-    plan: str | None = None  # the billing issue fills this in
+    plan: str | None = None  # the live subscription's plan, if any
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,12 @@ def list_organizations(query: str = "", page: int = 1) -> OrganizationPage:
             .group_by(Membership.organization_id)
         ).all()
     )
-    rows = [OrganizationRow(by_id[i], used.get(i, 0), members.get(i, 0)) for i in ids if i in by_id]
+    plans = billing.plan_names(ids)
+    rows = [
+        OrganizationRow(by_id[i], used.get(i, 0), members.get(i, 0), plans.get(i))
+        for i in ids
+        if i in by_id
+    ]
     return OrganizationPage(rows, page, has_next)
 
 
@@ -123,4 +129,5 @@ def organization_detail(slug: str) -> OrganizationDetail:
         entries=entries,
         departments=ledger.department_names(organization_id),
         members=people.members_of(organization_id),
+        plan=billing.plan_names([organization_id]).get(organization_id),
     )

@@ -5,33 +5,31 @@ Credits are micro-credits and live in ``portal.money``; this is the other kind o
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+
+from portal.money import AmountError, parse_typed_currency
 
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
 MAX_CENTS = 100_000_000  # $1,000,000.00: far above any plan, far below a BIGINT
 
 
-class CentsError(ValueError):
-    """Not an acceptable amount of money; the message says why."""
+class CentsError(AmountError):
+    """Not an acceptable price; the message is a sentence saying what to type."""
 
 
-def parse_cents(text: str, *, minimum: int = 0) -> int:
-    """``"29"``, ``"9.90"`` or ``"1,499.90"`` -> cents; at most two decimal places."""
-    raw = (text or "").strip().lstrip("$").replace(",", "")
+def parse_cents(text: str, *, minimum: int = 0, currency: str = "usd") -> int:
+    """A price typed in the currency's units: ``"29"``, ``"9.90"``, ``"1,499.90"`` -> cents.
+
+    Parsed by ``portal.money.parse_typed`` like every typed amount: ``9,90`` is refused, not
+    read as 990.
+    """
     try:
-        amount = Decimal(raw)
-    except InvalidOperation:
-        raise CentsError("must be an amount like 9.90") from None
-    if not amount.is_finite():
-        raise CentsError("must be an amount like 9.90")
-    cents = amount * 100
-    if cents != cents.to_integral_value():
-        raise CentsError("must have at most 2 decimal places")
+        cents = parse_typed_currency(text, maximum=MAX_CENTS)
+    except AmountError as exc:
+        raise CentsError(str(exc)) from None
     if cents < minimum:
-        raise CentsError(f"must be at least {format_cents(minimum)}")
-    if cents > MAX_CENTS:
-        raise CentsError(f"must be at most {format_cents(MAX_CENTS)}")
-    return int(cents)
+        raise CentsError(f"The price must be at least {format_cents(minimum, currency)}.")
+    return cents
 
 
 def format_cents(cents: int, currency: str = "usd") -> str:

@@ -35,7 +35,9 @@ class CatalogueItemForm(FlaskForm):
         ],
     )
     name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=100)])
-    price = StringField("Price (USD)", validators=[InputRequired(message="Enter a price.")])
+    price = StringField(
+        "Price (USD, e.g. 9.90)", validators=[InputRequired(message="Enter a price, like 9.90.")]
+    )
     credits = CreditsField(
         "Credits",
         allow_zero=False,
@@ -63,7 +65,7 @@ class CatalogueItemForm(FlaskForm):
         try:
             self.cents = parse_cents(field.data or "", minimum=MINIMUM_CENTS)
         except CentsError as exc:
-            raise ValidationError(f"Price {exc}.") from None
+            raise ValidationError(str(exc)) from None
 
     @classmethod
     def for_item(cls, kind: Kind, item: CatalogueItem) -> CatalogueItemForm:

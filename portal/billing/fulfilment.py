@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 
 from portal.billing import stripe_data as sd
+from portal.billing.matching import catalogue_mismatch, is_amount
 from portal.billing.models import BillingCustomer, Invoice, Package, Payment, Plan, Subscription
 from portal.credits.models import Organization
 from portal.errors import PortalError
@@ -61,6 +62,7 @@ class Credit:
 class Outcome:
     note: str
     credit: Credit | None = None
+    alert: bool = False  # a human should look: logged as a warning
 
 
 Event = dict[str, Any]
@@ -140,11 +142,12 @@ def _checkout_payment(session: sd.Obj) -> Payment | None:
         organization_id=organization_id,
         checkout_session_id=session["id"],
         mode=mode,
-        package_id=package.id if package else None,
-        plan_id=plan.id if plan else None,
+        package=package,
+        plan=plan,
         credits=package.credits if package else 0,
-        amount_cents=session.get("amount_total") or 0,
-        currency=session.get("currency") or "usd",
+        # What the catalogue asks today; the session's own amount is checked against it.
+        amount_cents=package.price_cents if package else session.get("amount_total") or 0,
+        currency=package.currency if package else session.get("currency") or "usd",
         status="open",
     )
     db.session.add(payment)
@@ -166,11 +169,19 @@ def on_checkout_session(event: Event) -> Outcome:
     payment.payment_intent_id = sd.object_id(session.get("payment_intent")) or (
         payment.payment_intent_id
     )
-    if session.get("amount_total") is not None:
-        payment.amount_cents = session["amount_total"]
+    if payment.status == "mismatch":
+        return Outcome("mismatch already recorded: nothing granted", alert=True)
+    if payment.fulfilled_at is not None:
+        return Outcome("already fulfilled")
+    mismatch = catalogue_mismatch(payment, session)
+    if mismatch is not None:
+        # Signed by Stripe, but not what we sold: grant nothing, and leave it for a human.
+        payment.status = "mismatch"
+        if is_amount(session.get("amount_total")):
+            payment.amount_cents = session["amount_total"]  # what was actually paid
+        return Outcome(f"mismatch: {mismatch}; nothing granted", alert=True)
     if event["type"] == "checkout.session.async_payment_failed":
-        if payment.fulfilled_at is None:
-            payment.status = "failed"
+        payment.status = "failed"
         return Outcome("payment failed: nothing granted")
     paid = event["type"] == "checkout.session.async_payment_succeeded" or (
         session.get("payment_status") in PAID
@@ -179,8 +190,6 @@ def on_checkout_session(event: Event) -> Outcome:
         if payment.status == "open":
             payment.status = "processing"
         return Outcome("awaiting an asynchronous payment")
-    if payment.fulfilled_at is not None:
-        return Outcome("already fulfilled")
     payment.status, payment.fulfilled_at = "paid", now
     payment.paid_at = payment.paid_at or now
     name = payment.package.name if payment.package else "Credit"
@@ -363,6 +372,8 @@ def on_charge_refunded(event: Event) -> Outcome:
     intent = sd.object_id(charge.get("payment_intent"))
     payment = _locked(Payment, Payment.payment_intent_id, intent) if intent else None
     ours = payment is not None or (sd.metadata(charge).get("package") and not charge.get("invoice"))
+    if payment is not None and payment.status == "mismatch":
+        return Outcome("refund of a mismatched payment: it granted nothing to take back")
     if payment is None or payment.fulfilled_at is None:
         if ours:  # its checkout event has not been applied yet: take back after granting
             raise RetryLater("The refunded purchase has not been fulfilled yet.")

@@ -10,6 +10,7 @@ cannot see each other's settings.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -165,17 +166,19 @@ def retrieve_subscription(subscription_id: str) -> dict[str, Any]:
         raise _fail("load the subscription", exc) from exc
 
 
-def switch_subscription_price(subscription_id: str, item_id: str, price_id: str) -> None:
-    """Move a subscription to another price from its next period (no proration invoice)."""
+def switch_subscription_price(
+    subscription_id: str, item_id: str, price_id: str, *, resume: bool = False
+) -> None:
+    """Move a subscription to another price, billed from its next period (no proration);
+    ``resume`` also withdraws a pending cancellation, which is otherwise left alone."""
+    params: dict[str, Any] = {
+        "items": [{"id": item_id, "price": price_id}],
+        "proration_behavior": "none",
+    }
+    if resume:
+        params["cancel_at_period_end"] = False
     try:
-        _client().v1.subscriptions.update(
-            subscription_id,
-            params={
-                "items": [{"id": item_id, "price": price_id}],
-                "proration_behavior": "none",
-                "cancel_at_period_end": False,
-            },
-        )
+        _client().v1.subscriptions.update(subscription_id, params=params)  # type: ignore[arg-type]
     except stripe.StripeError as exc:
         raise _fail("change the plan", exc) from exc
 
@@ -268,18 +271,62 @@ def set_price_active(price_id: str, active: bool) -> None:
 # --- webhooks --------------------------------------------------------------------------------
 
 
-def verify_webhook(payload: bytes, signature: str | None) -> dict[str, Any]:
-    """Check Stripe's signature on the raw body (default tolerance); return the event as data."""
+# Stripe's own default tolerance; ``stripe`` checks only the past side of it.
+WEBHOOK_TOLERANCE = 300
+
+
+def verify_webhook(payload: bytes, signature: str | None) -> Any:
+    """Check Stripe's signature on the raw body; return the body as parsed JSON (any shape).
+
+    ``stripe.WebhookSignature.verify_header`` refuses a timestamp older than the tolerance but
+    not one from the future: a signed request dated ahead could be replayed until that date,
+    so a timestamp more than the tolerance ahead is refused here like a stale one. The body is
+    parsed here rather than by ``construct_event``, which fails with a 500 on a signed body
+    that is JSON but not an object; the caller checks the event's shape.
+    """
     secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
     if not secret:
         raise WebhookNotConfigured("STRIPE_WEBHOOK_SECRET is not set.")
     try:
-        stripe.Webhook.construct_event(payload, signature, secret)
+        text = payload.decode("utf-8")
+        stripe.WebhookSignature.verify_header(text, signature, secret, WEBHOOK_TOLERANCE)
+    except UnicodeDecodeError:
+        raise InvalidWebhook("The body is not UTF-8 text.") from None
     except stripe.SignatureVerificationError as exc:
         raise InvalidWebhook(f"Signature check failed: {exc.user_message or exc}") from None
-    except ValueError:
+    if _signed_at(signature or "") > time.time() + WEBHOOK_TOLERANCE:
+        raise InvalidWebhook("Signature check failed: the timestamp is in the future.")
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
         raise InvalidWebhook("The body is not a JSON event.") from None
-    event = json.loads(payload)
-    if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
-        raise InvalidWebhook("The body is not a Stripe event.")
-    return event
+    if not _storable(body):
+        raise InvalidWebhook("The body is not a Stripe event: it holds a NUL or lone surrogate.")
+    return body
+
+
+def _storable(body: Any) -> bool:
+    """No string a database column could refuse (NUL, a lone surrogate ``\\ud800``)."""
+    pending = [body]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                return False
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
+def _signed_at(header: str) -> int:
+    """The timestamp ``stripe`` verified: the first ``t=`` item, read exactly as it reads it
+    (``WebhookSignature._get_timestamp_and_signatures``), so no other ``t`` can stand in."""
+    items = [item.split("=", 2) for item in header.split(",")]
+    return int(next(item[1] for item in items if item[0] == "t"))

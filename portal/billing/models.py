@@ -16,7 +16,16 @@ from portal.extensions import db
 from portal.timeutil import utcnow
 
 LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "unpaid", "incomplete")
-PAYMENT_STATUSES = ("open", "processing", "paid", "failed", "refunded", "partially_refunded")
+# ``mismatch``: Stripe reported a payment that is not what the catalogue sold; nothing granted.
+PAYMENT_STATUSES = (
+    "open",
+    "processing",
+    "paid",
+    "failed",
+    "refunded",
+    "partially_refunded",
+    "mismatch",
+)
 
 
 class CatalogueItem:
@@ -142,7 +151,8 @@ class Payment(db.Model):
     __table_args__ = (
         CheckConstraint("mode IN ('payment', 'subscription')", name="billing_payment_mode"),
         CheckConstraint(
-            "status IN ('open', 'processing', 'paid', 'failed', 'refunded', 'partially_refunded')",
+            "status IN ('open', 'processing', 'paid', 'failed', 'refunded', "
+            "'partially_refunded', 'mismatch')",
             name="billing_payment_status",
         ),
         Index("ix_billing_payments_org", "organization_id", "id"),

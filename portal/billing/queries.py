@@ -12,6 +12,7 @@ from portal.billing.models import (
     BillingCustomer,
     Invoice,
     Payment,
+    Plan,
     Subscription,
 )
 from portal.errors import NotFound
@@ -32,6 +33,30 @@ def live_subscription(organization_id: int) -> Subscription | None:
         .order_by(Subscription.id.desc())
         .limit(1)
     )
+
+
+def plan_names(organization_ids: list[int]) -> dict[int, str]:
+    """Each organization's live plan as the admin lists show it: "Starter", "Starter (past due)"."""
+    if not organization_ids:
+        return {}
+    rows = db.session.execute(
+        select(Subscription.organization_id, Subscription.status, Plan.name)
+        .outerjoin(Plan, Plan.id == Subscription.plan_id)
+        .where(
+            Subscription.organization_id.in_(organization_ids),
+            Subscription.status.in_(LIVE_SUBSCRIPTION_STATUSES),
+        )
+        .order_by(Subscription.organization_id, Subscription.id)
+    ).all()
+    names: dict[int, str] = {}
+    for organization_id, status, name in rows:  # the newest live one wins, as on /billing
+        label = name or "Subscription"
+        names[organization_id] = label if status == "active" else f"{label} ({_words(status)})"
+    return names
+
+
+def _words(status: str) -> str:
+    return status.replace("_", " ")
 
 
 def subscription(row_id: int) -> Subscription:

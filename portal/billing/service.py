@@ -1,33 +1,48 @@
-"""Buying: Checkout Sessions for packages and plans, plan changes, the customer portal.
+"""Buying and being paid: checkout, plan changes, the customer portal, Stripe's webhooks.
 
-Nothing here grants credits: that happens only when Stripe's webhook says the money arrived
-(``portal.billing.fulfilment``). Reads happen first, then the transaction is ended before any
-call to Stripe (on SQLite an open transaction holds the write lock, and the sandbox serving
-those calls writes too); what Stripe answered is then written and committed.
+Buying grants nothing: credits arrive only when Stripe's webhook says the money did
+(``receive_webhook``). Reads happen first, then the transaction is ended before any call to
+Stripe (on SQLite an open transaction holds the write lock, and the sandbox serving those
+calls writes too); what Stripe answered is then written and committed.
+
+Webhooks are applied exactly once, by constraints rather than by checks that could race:
+
+- ``stripe_events.event_id`` is unique and its row is inserted first, in the same transaction
+  as everything the event changes. A redelivery (or a twin delivered at the same moment, which
+  waits on the unique index until the first commits) finds the row and changes nothing.
+- Credits go through ``credits.service.grant`` with a ``source_ref`` (``checkout:…``,
+  ``invoice:…``, ``refund:…``) that the ledger holds unique, so two *different* events about
+  the same payment still grant once. ``grant`` commits the session: it is called last, so the
+  event row, the state it changed and the ledger row land in one commit.
+- Any failure rolls all of it back and answers 500, so Stripe's retry starts from scratch;
+  but a signed event whose shape cannot be read answers 400 (and is logged), because no retry
+  would make it readable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from portal.billing import catalogue, gateway, queries
+from portal.billing import catalogue, fulfilment, gateway, queries
 from portal.billing.catalogue import Kind
-from portal.billing.models import BillingCustomer, Payment
+from portal.billing.models import BillingCustomer, Payment, StripeEvent
 from portal.billing.sync import sync_item
-from portal.credits.models import Organization
+from portal.credits import service as credits
+from portal.credits.models import LedgerEntry, Organization
 from portal.errors import Conflict, InvalidRequest
 from portal.extensions import db
+from portal.timeutil import utcnow
 
 SUCCESS_PATH = "billing/success?session_id={CHECKOUT_SESSION_ID}"
 RETURN_PATH = "billing"
-
-
-class AlreadyOnPlan(Conflict):
-    code = "already_on_plan"
+SWITCH_PATH = "billing/plans/{lookup_key}/switch"
 
 
 class NothingToManage(Conflict):
@@ -69,10 +84,9 @@ def _end_transaction() -> None:
 def start_checkout(purchase: Purchase) -> Next:
     """A Checkout Session for a package or a first plan; an existing plan is switched instead."""
     item = catalogue.find_for_sale(purchase.kind, purchase.lookup_key)
-    if purchase.kind == "plan":
-        live = queries.live_subscription(purchase.organization_id)
-        if live is not None:
-            return _switch_plan(live.id, item.id)
+    if purchase.kind == "plan" and queries.live_subscription(purchase.organization_id):
+        # Already subscribed: a switch is never one click; it is confirmed on its own page.
+        return Next(gateway.base_url() + SWITCH_PATH.format(lookup_key=item.lookup_key))
     item_id, price_id = item.id, item.stripe_price_id
     credits, cents, currency = item.credits, item.price_cents, item.currency
     customer_id = _customer_id(purchase.organization_id)
@@ -140,31 +154,6 @@ def _customer_id(organization_id: int) -> str:
     return customer_id
 
 
-def _switch_plan(subscription_row_id: int, plan_id: int) -> Next:
-    """Move the live subscription to another plan from its next period (Stripe bills it then
-    and ``invoice.paid`` grants the new plan's credits); the webhook updates our copy.
-
-    Stripe's copy is read first: a switch made a moment ago may not have reached us yet.
-    """
-    subscription = queries.subscription(subscription_row_id)
-    plan = catalogue.get_item("plan", plan_id)
-    sub_id, name = subscription.stripe_subscription_id, plan.name
-    price_id, renews = plan.stripe_price_id, subscription.current_period_end
-    _end_transaction()
-    if price_id is None:
-        price_id = sync_item("plan", plan_id).price_id
-    assert price_id is not None
-    item = gateway.retrieve_subscription(sub_id)["items"]["data"][0]
-    if item["price"]["id"] == price_id:
-        raise AlreadyOnPlan(f"You are on the {name} plan already.")
-    gateway.switch_subscription_price(sub_id, item["id"], price_id)
-    when = f" on {renews:%Y-%m-%d}" if renews else ""
-    return Next(
-        gateway.base_url() + RETURN_PATH,
-        f"Your plan changes to {name} at the next renewal{when}.",
-    )
-
-
 def open_billing_portal(organization_id: int) -> Next:
     """A customer-portal session (payment methods, invoices, cancelling) for the organization."""
     customer_id = db.session.scalar(
@@ -177,3 +166,137 @@ def open_billing_portal(organization_id: int) -> Next:
     _end_transaction()
     page = gateway.create_portal_session(customer_id, gateway.base_url() + RETURN_PATH)
     return Next(page.url)
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+ATTEMPTS = 3
+MAX_BIGINT = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Receipt:
+    event_id: str
+    outcome: str
+
+
+def receive_webhook(payload: bytes, signature: str | None) -> Receipt:
+    """Verify a delivery, check it is an event we can read, and apply it once."""
+    try:
+        event = _well_formed(gateway.verify_webhook(payload, signature))
+    except gateway.InvalidWebhook as exc:
+        current_app.logger.warning("stripe webhook refused: %s", exc.message)
+        raise
+    return Receipt(event["id"], process_event(event))
+
+
+def _malformed(why: str) -> gateway.InvalidWebhook:
+    return gateway.InvalidWebhook(f"The body is not a Stripe event we can read: {why}.")
+
+
+def _well_formed(body: Any) -> fulfilment.Event:
+    """The fields every event needs, with the types the handlers and the columns expect."""
+    if not isinstance(body, dict):
+        raise _malformed("not a JSON object")
+    for name, limit in (("id", 255), ("type", 100)):
+        value = body.get(name)
+        if not isinstance(value, str) or not value or len(value) > limit:
+            raise _malformed(f"`{name}` must be a string of 1 to {limit} characters")
+    created = body.get("created")
+    if isinstance(created, bool) or not isinstance(created, int) or not 0 <= created <= MAX_BIGINT:
+        raise _malformed("`created` must be a unix timestamp")
+    data = body.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise _malformed("`data.object` must be an object")
+    object_id = data["object"].get("id")
+    if body["type"] in fulfilment.HANDLERS and not (
+        isinstance(object_id, str) and 0 < len(object_id) <= 255
+    ):
+        raise _malformed("`data.object.id` must be a string")
+    if not isinstance(body.get("livemode", False), bool):
+        raise _malformed("`livemode` must be true or false")
+    return body
+
+
+def process_event(event: fulfilment.Event) -> str:
+    """Apply an event once; returns what happened (also stored on its ``stripe_events`` row)."""
+    received_at = utcnow()
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _process_once(event, received_at)
+        except (IntegrityError, credits.DuplicateGrant):
+            # A concurrent event wrote the same row first (both were rolled back here): if it
+            # was this very event, it is done; otherwise run again and see what it wrote.
+            db.session.rollback()
+            if _recorded(event["id"]):
+                return "duplicate: already processed"
+            if attempt == ATTEMPTS:
+                raise
+        except BaseException:
+            db.session.rollback()
+            raise
+    raise AssertionError("unreachable")
+
+
+def _recorded(event_id: str) -> bool:
+    found = db.session.scalar(select(StripeEvent.id).where(StripeEvent.event_id == event_id))
+    db.session.rollback()
+    return found is not None
+
+
+def _granted(kind: str, source_ref: str) -> bool:
+    return (
+        db.session.scalar(
+            select(LedgerEntry.id).where(
+                LedgerEntry.kind == kind, LedgerEntry.source_ref == source_ref
+            )
+        )
+        is not None
+    )
+
+
+def _apply(event: fulfilment.Event) -> fulfilment.Outcome:
+    """The handler's outcome; a nested field of a shape it cannot read is the sender's fault."""
+    try:
+        return fulfilment.apply(event)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        current_app.logger.exception(
+            "stripe event %s (%s) is malformed", event["id"], event["type"]
+        )
+        raise _malformed(f"{type(exc).__name__} reading {event['type']}") from None
+
+
+def _process_once(event: fulfilment.Event, received_at: datetime) -> str:
+    record = StripeEvent(
+        event_id=event["id"],
+        type=event["type"],
+        livemode=bool(event.get("livemode")),
+        event_created=event["created"],
+        received_at=received_at,
+    )
+    db.session.add(record)
+    db.session.flush()  # first: a redelivery stops here (IntegrityError) before doing anything
+    outcome = _apply(event)
+    credit = outcome.credit
+    note = outcome.note
+    if credit is not None and _granted(credit.kind, credit.source_ref):
+        note = f"already granted ({credit.source_ref})"
+        credit = None
+    record.outcome = note[:255]
+    record.processed_at = utcnow()
+    db.session.flush()
+    if credit is None:
+        db.session.commit()
+    else:
+        credits.grant(
+            credit.organization_id,
+            credit.amount,
+            credit.kind,
+            description=credit.description,
+            source_ref=credit.source_ref,
+            metadata={"stripe_event": event["id"], **credit.metadata},
+            allow_negative_balance=credit.allow_negative_balance,
+        )  # commits the event row, the changes above and the ledger row together
+    log = current_app.logger.warning if outcome.alert else current_app.logger.info
+    log("stripe event %s (%s): %s", event["id"], event["type"], note)
+    return note

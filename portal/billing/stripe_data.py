@@ -39,6 +39,15 @@ def first(listing: Any) -> Obj:
     return {}
 
 
+def line_item_prices(session: Obj) -> list[Any]:
+    """The prices of a checkout session's line items, when the session carries them (Stripe
+    includes ``line_items`` only when asked to expand them)."""
+    listing = session.get("line_items")
+    if not isinstance(listing, dict):
+        return []
+    return [item.get("price") for item in listing.get("data") or []]
+
+
 def invoice_subscription(invoice: Obj) -> str | None:
     found = object_id(invoice.get("subscription"))
     if found:

@@ -6,12 +6,12 @@ reads: credits arrive through the webhook, and the page polls until they have.
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, request
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from portal.auth.access import manager_required, member_required
-from portal.billing import catalogue, gateway, queries, service
+from portal.billing import catalogue, gateway, plan_change, queries, service
 from portal.billing.cents import format_cents, per_credit
 from portal.errors import PortalError
 
@@ -55,6 +55,37 @@ def checkout() -> ResponseReturnValue:
     if step.message:
         flash(step.message, "success")
     return redirect(step.url, 303)
+
+
+@bp.get("/plans/<lookup_key>/switch")
+@manager_required
+def confirm_switch(lookup_key: str) -> ResponseReturnValue:
+    """The confirmation step of a plan switch: price, credits, when, and any pending cancel."""
+    try:
+        summary = plan_change.preview(g.membership.organization_id, lookup_key)
+    except PortalError as exc:
+        flash(exc.message, "error")
+        return _render_index(exc.status)
+    return render_template("billing/switch.html", switch=summary)
+
+
+@bp.post("/plans/<lookup_key>/switch")
+@manager_required
+def switch_plan(lookup_key: str) -> ResponseReturnValue:
+    """Switch after confirming; ``replace_cancellation=1`` also resumes a plan set to end."""
+    try:
+        message = plan_change.switch(
+            plan_change.SwitchRequest(
+                g.membership.organization_id,
+                lookup_key,
+                replace_cancellation=request.form.get("replace_cancellation") == "1",
+            )
+        )
+    except PortalError as exc:
+        flash(exc.message, "error")
+        return _render_index(exc.status)
+    flash(message, "success")
+    return redirect(url_for("billing.index"), 303)
 
 
 @bp.post("/portal")

@@ -205,7 +205,7 @@ class IdempotencyKeyInUseError(ConflictError):
     default_code = "idempotency_key_in_use"
 
 
-class RefundExceedsDeductionError(UnprocessableError):
+class RefundExceedsDeductionError(ConflictError):
     default_code = "refund_exceeds_deduction"
 
     @property

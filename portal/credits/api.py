@@ -14,7 +14,6 @@ from portal.credits.apikeys import authenticate
 from portal.credits.errors import FeatureNotFound
 from portal.credits.openapi import openapi_document
 from portal.errors import InvalidRequest
-from portal.money import MICRO
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -78,14 +77,14 @@ def balance() -> Response:
 
 @bp.post("/credits/check")
 def check() -> Response:
-    spend = schemas.spend(schemas.json_body())
+    spend = schemas.spend(schemas.body(schemas.CHECK))
     return json_response(service.check(g.organization, spend).to_json())
 
 
 @bp.post("/credits/deduct")
 @idempotent(201)
 def deduct() -> Response:
-    spend = schemas.spend(schemas.json_body())
+    spend = schemas.spend(schemas.body(schemas.SPEND))
     result = service.deduct(g.organization, spend, g.idempotency)
     return json_response(result.to_json(), 201)
 
@@ -93,7 +92,8 @@ def deduct() -> Response:
 @bp.post("/credits/deduct-batch")
 @idempotent(201)
 def deduct_batch() -> Response:
-    spends = schemas.spend_lines(schemas.json_body())
+    lines = schemas.body(schemas.BATCH)["lines"]
+    spends = [schemas.spend(line) for line in lines]
     result = service.deduct_batch(g.organization, spends, g.idempotency)
     return json_response(result.to_json(), 201)
 
@@ -101,32 +101,31 @@ def deduct_batch() -> Response:
 @bp.post("/credits/refund")
 @idempotent(200)
 def refund() -> Response:
-    body = schemas.json_body()
-    deduction_id = schemas.id_field(body, "deduction_id")
-    amount = schemas.amount(body, "amount")
-    reason = schemas.optional_str(body, "reason", 500)
-    result = service.refund(g.organization, deduction_id, amount, reason, g.idempotency)
+    values = schemas.body(schemas.REFUND)
+    result = service.refund(
+        g.organization, values["deduction_id"], values["amount"], values["reason"], g.idempotency
+    )
     return json_response(result.to_json())
 
 
 @bp.post("/credits/reservations")
 @idempotent(201)
 def reserve() -> Response:
-    body = schemas.json_body()
-    feature_key = schemas.required_str(body, "feature_key")
-    quantity = schemas.quantity(body) or MICRO
-    raw_expiry = body.get("expires_in")
-    expires_in = (
-        900 if raw_expiry is None else schemas.integer(raw_expiry, "expires_in", maximum=86_400)
+    values = schemas.body(schemas.RESERVE)
+    result = service.reserve(
+        g.organization,
+        values["feature_key"],
+        values["quantity"],
+        values["expires_in"],
+        g.idempotency,
     )
-    result = service.reserve(g.organization, feature_key, quantity, expires_in, g.idempotency)
     return json_response(result.to_json(), 201)
 
 
 @bp.post("/credits/reservations/<int:reservation_id>/capture")
 @idempotent(200)
 def capture(reservation_id: int) -> Response:
-    quantity = schemas.quantity(schemas.json_body(), default=None)
+    quantity = schemas.body(schemas.CAPTURE)["quantity"]
     result = service.capture(g.organization, reservation_id, quantity, g.idempotency)
     return json_response(result.to_json())
 
@@ -134,7 +133,7 @@ def capture(reservation_id: int) -> Response:
 @bp.post("/credits/reservations/<int:reservation_id>/release")
 @idempotent(200)
 def release(reservation_id: int) -> Response:
-    schemas.json_body()
+    schemas.body(schemas.RELEASE)
     result = service.release(g.organization, reservation_id, g.idempotency)
     return json_response(result.to_json())
 
@@ -146,24 +145,21 @@ def features() -> Response:
 
 @bp.get("/features/pricing")
 def feature_pricing() -> Response:
-    key = request.args.get("key", "").strip()
-    if not key:
-        raise InvalidRequest("key", "is required")
+    key = schemas.query(schemas.PRICING_QUERY)["key"]
     price = queries.feature_by_key(key)
     if price is None:
         raise FeatureNotFound(key)
     return json_response(price.to_json())
 
 
-def _ledger_filter() -> queries.LedgerFilter:
-    department = request.args.get("department")
+def _ledger_filter(values: dict[str, Any]) -> queries.LedgerFilter:
     return queries.LedgerFilter(
         organization_id=g.organization.id,
-        start=schemas.query_moment("from"),
-        end=schemas.query_moment("to", end=True),
-        feature_key=request.args.get("feature_key") or None,
-        category=request.args.get("category") or None,
-        department=schemas.department_name(department) if department else None,
+        start=values["from"],
+        end=values["to"],
+        feature_key=values["feature_key"],
+        category=values["category"],
+        department=values["department"],
     )
 
 
@@ -174,26 +170,28 @@ def _page_response(page: queries.Page) -> Response:
 
 @bp.get("/usage")
 def usage() -> Response:
-    filters = _ledger_filter()
-    page = queries.usage_page(filters, limit=schemas.query_limit(), before=schemas.query_cursor())
+    values = schemas.query(schemas.USAGE_QUERY)
+    page = queries.usage_page(
+        _ledger_filter(values), limit=values["limit"], before=schemas.cursor(values)
+    )
     return _page_response(page)
 
 
 @bp.get("/usage/summary")
 def usage_summary() -> Response:
-    group_by = request.args.get("group_by", "feature")
-    if group_by not in queries.SUMMARY_GROUPS:
-        raise InvalidRequest("group_by", f"must be one of {', '.join(queries.SUMMARY_GROUPS)}")
-    rows = queries.usage_summary(_ledger_filter(), group_by)
+    values = schemas.query(schemas.SUMMARY_QUERY)
+    group_by = values["group_by"]
+    rows = queries.usage_summary(_ledger_filter(values), group_by)
     total = sum((row["credits"] for row in rows), start=0)
     return json_response({"data": rows, "total": total, "group_by": group_by})
 
 
 @bp.get("/transactions")
 def transactions() -> Response:
+    values = schemas.query(schemas.TRANSACTIONS_QUERY)
     filters = queries.LedgerFilter(organization_id=g.organization.id)
     page = queries.ledger_page(
-        filters, kinds=None, limit=schemas.query_limit(), before=schemas.query_cursor()
+        filters, kinds=None, limit=values["limit"], before=schemas.cursor(values)
     )
     return _page_response(page)
 
@@ -206,11 +204,8 @@ def departments() -> Response:
 
 @bp.put("/departments/<name>/limit")
 def department_limit(name: str) -> Response:
-    name = schemas.department_name(name, "name")
-    body = schemas.json_body()
-    if "monthly_limit" not in body:
-        raise InvalidRequest("monthly_limit", "is required (a number, or null for no limit)")
-    limit = schemas.amount(body, "monthly_limit", allow_zero=True)
+    name = schemas.department_name(name)
+    limit = schemas.body(schemas.DEPARTMENT_LIMIT)["monthly_limit"]
     department = service.set_department_limit(g.organization.id, name, limit)
     return json_response(queries.department_json(department))
 

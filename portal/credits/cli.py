@@ -7,12 +7,13 @@ from flask import Flask
 
 from portal.credits import apikeys, idempotency, organizations, pricing, service
 from portal.errors import PortalError
-from portal.money import AmountError, format_credits, parse_micros
+from portal.money import AmountError, format_credits, parse_typed_credits
 
 
 def _micros(value: str, *, allow_negative: bool = False, allow_zero: bool = True) -> int:
+    """Credits typed on the command line: the same parser as every form (``9,90`` is refused)."""
     try:
-        return parse_micros(value, allow_negative=allow_negative, allow_zero=allow_zero)
+        return parse_typed_credits(value, allow_negative=allow_negative, allow_zero=allow_zero)
     except AmountError as exc:
         raise click.BadParameter(str(exc)) from None
 

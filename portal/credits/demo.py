@@ -12,7 +12,7 @@ from portal.credits import apikeys, organizations, pricing, service
 from portal.credits.catalogue import DEFAULT_PRICES
 from portal.credits.models import Organization
 from portal.extensions import db
-from portal.money import MICRO, cost_micros, parse_micros
+from portal.money import MICRO, cost_micros, format_credits, parse_micros
 from portal.timeutil import month_key, utcnow
 
 DEMO_SLUG = "demo"
@@ -30,6 +30,8 @@ DEMO_MIX = [
     ("claude_3_5_sonnet_output_1k_tokens", 10, (1, 60)),
     ("youtube_sync", 3, (1, 1)),
 ]
+# The package the demo company bought each month (the billing catalogue's Large).
+DEMO_PACKAGE, DEMO_PACKAGE_CREDITS = "package_large", 2_000 * MICRO
 DEPARTMENTS = [("Marketing", 2_000), ("Research", None), ("Support", 600)]
 # History keeps a limited department below this share of its monthly limit, so that the
 # README's examples charging "Marketing" are never refused, on any day of the month.
@@ -86,12 +88,17 @@ def create_demo(days: int = 90, seed: int = 7) -> DemoResult:
         service.HistoricEntry("grant", 20_000 * MICRO, start, description="Opening balance"),
     ]
     for month in range(days // 30):
+        # Shaped as a real fulfilment writes it (``billing.fulfilment``): keyed by its checkout
+        # session, whose payment ``portal.demo`` records for the billing page.
+        session_id = f"cs_demo_{organization.id}_{month + 1}"
         entries.append(
             service.HistoricEntry(
                 "purchase",
-                2_000 * MICRO,
+                DEMO_PACKAGE_CREDITS,
                 start + timedelta(days=30 * month + 29, hours=9),
-                description="Credit package: Large",
+                description=f"Large package: {format_credits(DEMO_PACKAGE_CREDITS)} credits",
+                source_ref=f"checkout:{session_id}",
+                metadata={"checkout_session": session_id, "package": DEMO_PACKAGE},
             )
         )
     keys, weights = zip(*[(key, weight) for key, weight, _ in DEMO_MIX], strict=True)

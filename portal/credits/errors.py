@@ -69,7 +69,9 @@ class AlreadyRefunded(Conflict):
         super().__init__(f"Deduction {deduction_id} has already been refunded in full.")
 
 
-class RefundExceedsDeduction(Unprocessable):
+class RefundExceedsDeduction(Conflict):
+    """409: the body is valid; what is left of the deduction (its state) is what refuses it."""
+
     code = "refund_exceeds_deduction"
 
     def __init__(self, requested: int, refundable: int) -> None:
@@ -77,6 +79,19 @@ class RefundExceedsDeduction(Unprocessable):
             f"Only {micros_to_decimal(refundable)} credits of this deduction are still "
             f"refundable; {micros_to_decimal(requested)} were asked for.",
             refundable=micros_to_decimal(refundable),
+        )
+
+
+class QuantityExceedsReservation(Conflict):
+    """409: a valid quantity, more than this hold reserved."""
+
+    code = "quantity_exceeds_reservation"
+
+    def __init__(self, reserved: int) -> None:
+        super().__init__(
+            f"quantity: must not exceed the reserved quantity {micros_to_decimal(reserved)}",
+            field="quantity",
+            reserved=micros_to_decimal(reserved),
         )
 
 

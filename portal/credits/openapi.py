@@ -1,521 +1,289 @@
-"""The OpenAPI 3.1 document of the JSON API, served at ``/api/v1/openapi.json``."""
+"""The OpenAPI 3.1 document of the JSON API, served at ``/api/v1/openapi.json``.
+
+Nothing here is written twice: request bodies and query parameters are the very definitions
+``schemas.py`` validates with, response bodies are ``responses.py``'s shapes, and the error
+responses list, per operation, every status and ``code`` the operation can answer with.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-NUMBER = {"type": "number", "description": "Credits: a decimal number with up to 6 places."}
-QUANTITY = {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000, "default": 1}
-STRING = {"type": "string"}
-NULLABLE_STRING = {"type": ["string", "null"]}
+from portal.contract.fields import Body, Field, Integer, Query
+from portal.credits import schemas
+from portal.credits.responses import SCHEMAS, ref
+from portal.requestguard import MAX_HEADER_LENGTH, MAX_HEADERS, MAX_URL_LENGTH
 
-
-def _obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = required
-    return schema
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*codes: tuple[int, str]) -> dict[str, Any]:
-    responses: dict[str, Any] = {}
-    for status, text in codes:
-        responses[str(status)] = _json(_ref("Error"), text)
-    return responses
-
-
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "true when this is the stored answer to an earlier request with the "
+        "same Idempotency-Key.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
 IDEMPOTENCY_HEADER = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "maxLength": 255},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[\x21-\x7e]"},
     "description": "Retry-safe key: a retry with the same body replays the first success "
     "(header Idempotent-Replayed: true); another body gives 422 idempotency_key_reused; "
     "a request still in flight gives 409 idempotency_key_in_use. Kept at least 24 hours.",
 }
-AUTH_ERRORS = ((401, "Missing, unknown or revoked API key (unauthorized)."),)
-BODY_ERRORS = (
-    (400, "Malformed JSON (invalid_json)."),
-    (422, "A field is missing or invalid (invalid_request, with field)."),
-)
+# What any request can meet before its view runs (portal/requestguard.py, the rate limiter,
+# a database outage); 429 and 503 carry Retry-After.
+ANY_REQUEST: dict[int, tuple[str, ...]] = {
+    414: ("uri_too_long",),
+    431: ("request_header_fields_too_large",),
+    503: ("service_unavailable",),
+}
+STATUS_TEXT = {
+    400: "The body is not valid JSON, or nests too deeply.",
+    401: "Missing, unknown or revoked API key.",
+    402: "Not enough credits, or over a department's monthly limit.",
+    404: "Not found.",
+    409: "A valid request that the current state refuses (already refunded, more than is "
+    "left, a closed hold) or a request in flight with the same Idempotency-Key.",
+    413: "The body is larger than the server accepts (1 MB by default).",
+    414: f"The URL is longer than {MAX_URL_LENGTH:,} bytes.",
+    422: "A field is missing or invalid (invalid_request names it in field), or the request "
+    "cannot apply.",
+    429: "Too many requests; retry after Retry-After seconds.",
+    431: f"More than {MAX_HEADERS} headers, or one longer than {MAX_HEADER_LENGTH:,} bytes.",
+    503: "The service is briefly unavailable; retry after Retry-After seconds.",
+}
 
 
-def _operation(
-    summary: str,
-    responses: dict[str, Any],
-    *,
-    body: dict[str, Any] | None = None,
-    parameters: list[dict[str, Any]] | None = None,
-    public: bool = False,
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": responses}
-    if body is not None:
-        operation["requestBody"] = {
-            "required": False,
-            "content": {"application/json": {"schema": body}},
-        }
-    if parameters:
-        operation["parameters"] = parameters
-    if public:
-        operation["security"] = []
-    return operation
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    status: int
+    response: str
+    errors: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    body: Body | None = None
+    query: Query | None = None
+    path: dict[str, Field] = field(default_factory=dict)
+    idempotent: bool = False
+    public: bool = False
 
 
-def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+RESERVATION = {"reservation_id": Integer("The reservation's id.", required=True)}
+SPENDING = {
+    402: ("insufficient_credits", "department_limit_exceeded"),
+    404: ("feature_not_found", "department_not_found"),
+}
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("get", "/balance"): Operation(
+        "Balance, reserved and available credits of the key's organization", 200, "Balance"
+    ),
+    ("post", "/credits/check"): Operation(
+        "Would this deduct succeed now? Writes nothing.",
+        200,
+        "Check",
+        {404: ("feature_not_found", "department_not_found")},
+        body=schemas.CHECK,
+    ),
+    ("post", "/credits/deduct"): Operation(
+        "Charge credits per unit × quantity (rounded half-up to 6 places)",
+        201,
+        "Deduction",
+        SPENDING,
+        body=schemas.SPEND,
+        idempotent=True,
+    ),
+    ("post", "/credits/deduct-batch"): Operation(
+        "Charge several lines at once: all of them or none",
+        201,
+        "Batch",
+        SPENDING,
+        body=schemas.BATCH,
+        idempotent=True,
+    ),
+    ("post", "/credits/refund"): Operation(
+        "Refund all or part of one deduction",
+        200,
+        "Refund",
+        {
+            404: ("deduction_not_found",),
+            409: ("already_refunded", "refund_exceeds_deduction"),
+        },
+        body=schemas.REFUND,
+        idempotent=True,
+    ),
+    ("post", "/credits/reservations"): Operation(
+        "Hold credits until capture, release or expiry",
+        201,
+        "Reservation",
+        {402: ("insufficient_credits",), 404: ("feature_not_found",)},
+        body=schemas.RESERVE,
+        idempotent=True,
+    ),
+    ("post", "/credits/reservations/{reservation_id}/capture"): Operation(
+        "Charge all or part of a hold at the price it was taken at; release the rest",
+        200,
+        "Capture",
+        {
+            404: ("reservation_not_found",),
+            409: ("reservation_not_open", "quantity_exceeds_reservation"),
+        },
+        body=schemas.CAPTURE,
+        path=RESERVATION,
+        idempotent=True,
+    ),
+    ("post", "/credits/reservations/{reservation_id}/release"): Operation(
+        "Free a hold",
+        200,
+        "Release",
+        {404: ("reservation_not_found",), 409: ("reservation_not_open",)},
+        body=schemas.RELEASE,
+        path=RESERVATION,
+        idempotent=True,
+    ),
+    ("get", "/features"): Operation("Active feature prices", 200, "Features"),
+    ("get", "/features/pricing"): Operation(
+        "The price of one feature (no API key needed)",
+        200,
+        "Pricing",
+        {404: ("feature_not_found",)},
+        query=schemas.PRICING_QUERY,
+        public=True,
+    ),
+    ("get", "/usage"): Operation(
+        "Deductions, newest first", 200, "UsagePage", query=schemas.USAGE_QUERY
+    ),
+    ("get", "/usage/summary"): Operation(
+        "Net credits and deduction count per feature, category, day or department",
+        200,
+        "UsageSummary",
+        query=schemas.SUMMARY_QUERY,
+    ),
+    ("get", "/transactions"): Operation(
+        "The ledger: every balance change, newest first, with the balance after each",
+        200,
+        "LedgerPage",
+        query=schemas.TRANSACTIONS_QUERY,
+    ),
+    ("get", "/departments"): Operation(
+        "Departments with their monthly limit and month-to-date use", 200, "Departments"
+    ),
+    ("put", "/departments/{name}/limit"): Operation(
+        "Set or clear (null) a department's monthly limit; creates the department if new",
+        200,
+        "Department",
+        body=schemas.DEPARTMENT_LIMIT,
+        path={"name": schemas.DEPARTMENT_PATH},
+    ),
+}
+
+
+def error_schema(codes: tuple[str, ...]) -> dict[str, Any]:
+    """The one error shape, with ``code`` limited to what this response can say."""
     return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema or STRING,
-        "description": description,
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": False,
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": sorted(codes)},
+                    "message": {"type": "string"},
+                    "field": {"type": "string", "description": "The field at fault."},
+                },
+                "additionalProperties": True,
+            }
+        },
     }
 
 
-LEDGER_FILTERS = [
-    _query("from", "Start (inclusive): YYYY-MM-DD or ISO 8601 datetime."),
-    _query("to", "End: a date includes that whole day; a datetime is exclusive."),
-    _query("feature_key", "Only this feature."),
-    _query("category", "Only features of this category."),
-    _query("department", "Only this department."),
-]
-PAGING = [
-    _query("limit", "Page size, 1-500 (default 50).", {"type": "integer"}),
-    _query("cursor", "next_cursor of the previous page."),
-]
+def error_codes(operation: Operation) -> dict[int, tuple[str, ...]]:
+    """Every status and code ``operation`` can answer with besides its success."""
+    codes: dict[int, set[str]] = {status: set(names) for status, names in ANY_REQUEST.items()}
+
+    def add(status: int, *names: str) -> None:
+        codes.setdefault(status, set()).update(names)
+
+    for status, names in operation.errors.items():
+        add(status, *names)
+    if not operation.public:
+        add(401, "unauthorized")
+        add(429, "rate_limited")
+    else:
+        add(429, "rate_limited")
+    if operation.body is not None:
+        add(400, "invalid_json")
+        add(413, "request_entity_too_large")
+    if operation.body is not None or operation.query is not None or operation.path:
+        add(422, "invalid_request")
+    if operation.path:
+        add(404, "not_found")
+    if operation.idempotent:
+        add(409, "idempotency_key_in_use")
+        add(422, "idempotency_key_reused", "invalid_request")
+    return {status: tuple(sorted(names)) for status, names in sorted(codes.items())}
+
+
+def _responses(operation: Operation) -> dict[str, Any]:
+    success: dict[str, Any] = {
+        "description": "Success.",
+        "content": {"application/json": {"schema": ref(operation.response)}},
+    }
+    if operation.idempotent:
+        success["headers"] = REPLAYED
+    responses = {str(operation.status): success}
+    for status, codes in error_codes(operation).items():
+        response: dict[str, Any] = {
+            "description": f"{STATUS_TEXT[status]} Codes: {', '.join(codes)}.",
+            "content": {"application/json": {"schema": error_schema(codes)}},
+        }
+        if status in (429, 503):
+            response["headers"] = RETRY_AFTER
+        responses[str(status)] = response
+    return responses
+
+
+def _path_parameters(operation: Operation) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": spec.json_schema()}
+        for name, spec in operation.path.items()
+    ]
+
+
+def _operation(operation: Operation) -> dict[str, Any]:
+    document: dict[str, Any] = {"summary": operation.summary, "responses": _responses(operation)}
+    parameters = _path_parameters(operation)
+    if operation.query is not None:
+        parameters += operation.query.parameters()
+    if operation.idempotent:
+        parameters.append(IDEMPOTENCY_HEADER)
+    if parameters:
+        document["parameters"] = parameters
+    if operation.body is not None:
+        document["requestBody"] = {
+            # Required when a field is: an absent body then cannot be a valid request.
+            "required": any(spec.required for spec in operation.body.fields.values()),
+            "content": {"application/json": {"schema": operation.body.json_schema()}},
+        }
+    if operation.public:
+        document["security"] = []
+    return document
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    error = _obj(
-        {
-            "error": _obj(
-                {"code": STRING, "message": STRING},
-                ["code", "message"],
-            )
-        },
-        ["error"],
-    )
-    error["properties"]["error"]["additionalProperties"] = True
-    schemas = {
-        "Error": error,
-        "Balance": _obj(
-            {"organization": STRING, "balance": NUMBER, "reserved": NUMBER, "available": NUMBER},
-            ["organization", "balance", "reserved", "available"],
-        ),
-        "Spend": _obj(
-            {
-                "feature_key": STRING,
-                "quantity": QUANTITY,
-                "department": STRING,
-                "user": STRING,
-                "description": STRING,
-                "metadata": {"type": "object"},
-            },
-            ["feature_key"],
-        ),
-        "Check": _obj(
-            {
-                "has_enough": {"type": "boolean"},
-                "required": NUMBER,
-                "available": NUMBER,
-                "reason": {
-                    "type": ["string", "null"],
-                    "enum": ["insufficient_credits", "department_limit_exceeded", None],
-                },
-            },
-            ["has_enough", "required", "available"],
-        ),
-        "Deduction": _obj(
-            {
-                "deduction_id": {"type": "integer"},
-                "feature_key": STRING,
-                "quantity": NUMBER,
-                "credits_deducted": NUMBER,
-                "remaining_credits": {**NUMBER, "description": "Available credits after."},
-            },
-            ["deduction_id", "feature_key", "quantity", "credits_deducted", "remaining_credits"],
-        ),
-        "Refund": _obj(
-            {
-                "refund_id": {"type": "integer"},
-                "deduction_id": {"type": "integer"},
-                "credits_refunded": NUMBER,
-                "remaining_credits": NUMBER,
-            },
-            ["refund_id", "deduction_id", "credits_refunded", "remaining_credits"],
-        ),
-        "Reservation": _obj(
-            {
-                "reservation_id": {"type": "integer"},
-                "credits_reserved": NUMBER,
-                "expires_at": {"type": "string", "format": "date-time"},
-                "available": NUMBER,
-            },
-            ["reservation_id", "credits_reserved", "expires_at", "available"],
-        ),
-        "Capture": _obj(
-            {
-                "reservation_id": {"type": "integer"},
-                "deduction_id": {"type": "integer"},
-                "credits_deducted": NUMBER,
-                "credits_released": NUMBER,
-                "remaining_credits": NUMBER,
-            },
-            ["reservation_id", "deduction_id", "credits_deducted", "credits_released"],
-        ),
-        "Release": _obj(
-            {
-                "reservation_id": {"type": "integer"},
-                "credits_released": NUMBER,
-                "available": NUMBER,
-            },
-            ["reservation_id", "credits_released", "available"],
-        ),
-        "Pricing": _obj(
-            {
-                "feature_key": STRING,
-                "name": STRING,
-                "category": STRING,
-                "credits": NUMBER,
-                "unit": STRING,
-                "description": NULLABLE_STRING,
-                "active": {"type": "boolean"},
-            },
-            ["feature_key", "name", "category", "credits", "unit", "active"],
-        ),
-        "LedgerRow": _obj(
-            {
-                "id": {"type": "integer"},
-                "kind": {
-                    "type": "string",
-                    "enum": [
-                        "grant",
-                        "purchase",
-                        "subscription",
-                        "signup_bonus",
-                        "adjustment",
-                        "deduct",
-                        "refund",
-                    ],
-                },
-                "amount": NUMBER,
-                "balance_after": NUMBER,
-                "feature_key": NULLABLE_STRING,
-                "quantity": {"type": ["number", "null"]},
-                "unit_price": {"type": ["number", "null"]},
-                "department": NULLABLE_STRING,
-                "user": NULLABLE_STRING,
-                "description": NULLABLE_STRING,
-                "metadata": {"type": ["object", "null"]},
-                "created_at": {"type": "string", "format": "date-time"},
-            },
-            ["id", "kind", "amount", "balance_after", "created_at"],
-        ),
-        "UsageRow": _obj(
-            {
-                "id": {"type": "integer"},
-                "feature_key": STRING,
-                "quantity": NUMBER,
-                "unit_price": NUMBER,
-                "credits": NUMBER,
-                "credits_refunded": NUMBER,
-                "department": NULLABLE_STRING,
-                "user": NULLABLE_STRING,
-                "description": NULLABLE_STRING,
-                "metadata": {"type": ["object", "null"]},
-                "created_at": {"type": "string", "format": "date-time"},
-            },
-            ["id", "feature_key", "credits", "created_at"],
-        ),
-        "Department": _obj(
-            {
-                "name": STRING,
-                "monthly_limit": {"type": ["number", "null"]},
-                "used_this_month": NUMBER,
-            },
-            ["name", "monthly_limit", "used_this_month"],
-        ),
-    }
-
-    def page_of(name: str) -> dict[str, Any]:
-        return _obj(
-            {"data": {"type": "array", "items": _ref(name)}, "next_cursor": NULLABLE_STRING},
-            ["data", "next_cursor"],
-        )
-
-    reservation_id = {
-        "name": "reservation_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "integer"},
-    }
-    idem = [IDEMPOTENCY_HEADER]
-    paths = {
-        "/balance": {
-            "get": _operation(
-                "Balance, reserved and available credits of the key's organization",
-                {"200": _json(_ref("Balance"), "The balance."), **_errors(*AUTH_ERRORS)},
-            )
-        },
-        "/credits/check": {
-            "post": _operation(
-                "Would this spend succeed now? Writes nothing.",
-                {
-                    "200": _json(_ref("Check"), "The answer."),
-                    **_errors(*AUTH_ERRORS, *BODY_ERRORS, (404, "feature_not_found")),
-                },
-                body=_obj(
-                    {"feature_key": STRING, "quantity": QUANTITY, "department": STRING},
-                    ["feature_key"],
-                ),
-            )
-        },
-        "/credits/deduct": {
-            "post": _operation(
-                "Charge credits per unit × quantity (rounded half-up to 6 places)",
-                {
-                    "201": _json(_ref("Deduction"), "Charged."),
-                    **_errors(
-                        *AUTH_ERRORS,
-                        *BODY_ERRORS,
-                        (
-                            402,
-                            "insufficient_credits (+required, available) or "
-                            "department_limit_exceeded (+limit, used)",
-                        ),
-                        (404, "feature_not_found or department_not_found"),
-                        (409, "idempotency_key_in_use"),
-                    ),
-                },
-                body=_ref("Spend"),
-                parameters=idem,
-            )
-        },
-        "/credits/deduct-batch": {
-            "post": _operation(
-                "Charge several lines at once: all of them or none",
-                {
-                    "201": _json(
-                        _obj(
-                            {
-                                "deductions": {"type": "array", "items": _ref("Deduction")},
-                                "credits_deducted": NUMBER,
-                                "remaining_credits": NUMBER,
-                            },
-                            ["deductions", "credits_deducted", "remaining_credits"],
-                        ),
-                        "Charged.",
-                    ),
-                    **_errors(
-                        *AUTH_ERRORS,
-                        *BODY_ERRORS,
-                        (402, "insufficient_credits or department_limit_exceeded"),
-                        (404, "feature_not_found or department_not_found"),
-                        (409, "idempotency_key_in_use"),
-                    ),
-                },
-                body=_obj(
-                    {
-                        "lines": {
-                            "type": "array",
-                            "items": _ref("Spend"),
-                            "minItems": 1,
-                            "maxItems": 100,
-                        }
-                    },
-                    ["lines"],
-                ),
-                parameters=idem,
-            )
-        },
-        "/credits/refund": {
-            "post": _operation(
-                "Refund all or part of one deduction",
-                {
-                    "200": _json(_ref("Refund"), "Refunded."),
-                    **_errors(
-                        *AUTH_ERRORS,
-                        *BODY_ERRORS,
-                        (404, "deduction_not_found"),
-                        (409, "already_refunded or idempotency_key_in_use"),
-                    ),
-                },
-                body=_obj(
-                    {"deduction_id": {"type": "integer"}, "amount": NUMBER, "reason": STRING},
-                    ["deduction_id"],
-                ),
-                parameters=idem,
-            )
-        },
-        "/credits/reservations": {
-            "post": _operation(
-                "Hold credits until capture, release or expiry",
-                {
-                    "201": _json(_ref("Reservation"), "Held."),
-                    **_errors(
-                        *AUTH_ERRORS,
-                        *BODY_ERRORS,
-                        (402, "insufficient_credits"),
-                        (404, "feature_not_found"),
-                        (409, "idempotency_key_in_use"),
-                    ),
-                },
-                body=_obj(
-                    {
-                        "feature_key": STRING,
-                        "quantity": QUANTITY,
-                        "expires_in": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": 86_400,
-                            "default": 900,
-                        },
-                    },
-                    ["feature_key"],
-                ),
-                parameters=idem,
-            )
-        },
-        "/credits/reservations/{reservation_id}/capture": {
-            "post": _operation(
-                "Charge all or part of a hold at the price it was taken at; release the rest",
-                {
-                    "200": _json(_ref("Capture"), "Captured."),
-                    **_errors(
-                        *AUTH_ERRORS,
-                        *BODY_ERRORS,
-                        (404, "reservation_not_found"),
-                        (409, "reservation_not_open (captured, released or expired)"),
-                    ),
-                },
-                body=_obj({"quantity": QUANTITY}),
-                parameters=[reservation_id, *idem],
-            )
-        },
-        "/credits/reservations/{reservation_id}/release": {
-            "post": _operation(
-                "Free a hold",
-                {
-                    "200": _json(_ref("Release"), "Released."),
-                    **_errors(
-                        *AUTH_ERRORS, (404, "reservation_not_found"), (409, "reservation_not_open")
-                    ),
-                },
-                parameters=[reservation_id, *idem],
-            )
-        },
-        "/features": {
-            "get": _operation(
-                "Active feature prices",
-                {
-                    "200": _json(
-                        _obj({"data": {"type": "array", "items": _ref("Pricing")}}, ["data"]),
-                        "Prices.",
-                    ),
-                    **_errors(*AUTH_ERRORS),
-                },
-            )
-        },
-        "/features/pricing": {
-            "get": _operation(
-                "The price of one feature (no authentication)",
-                {
-                    "200": _json(_ref("Pricing"), "The price."),
-                    **_errors((404, "feature_not_found"), (422, "key is missing")),
-                },
-                parameters=[{**_query("key", "The feature key."), "required": True}],
-                public=True,
-            )
-        },
-        "/usage": {
-            "get": _operation(
-                "Deductions, newest first",
-                {
-                    "200": _json(page_of("UsageRow"), "A page."),
-                    **_errors(*AUTH_ERRORS, (422, "Bad parameter (invalid_request).")),
-                },
-                parameters=[*LEDGER_FILTERS, *PAGING],
-            )
-        },
-        "/usage/summary": {
-            "get": _operation(
-                "Net credits and deduction count per feature, category, day or department",
-                {
-                    "200": _json(
-                        _obj(
-                            {
-                                "data": {
-                                    "type": "array",
-                                    "items": _obj(
-                                        {
-                                            "key": NULLABLE_STRING,
-                                            "credits": NUMBER,
-                                            "count": {"type": "integer"},
-                                        }
-                                    ),
-                                },
-                                "total": NUMBER,
-                                "group_by": STRING,
-                            },
-                            ["data", "total"],
-                        ),
-                        "The summary.",
-                    ),
-                    **_errors(*AUTH_ERRORS, (422, "Bad parameter (invalid_request).")),
-                },
-                parameters=[
-                    *LEDGER_FILTERS,
-                    _query(
-                        "group_by",
-                        "feature (default), category, day or department",
-                        {"type": "string", "enum": ["feature", "category", "day", "department"]},
-                    ),
-                ],
-            )
-        },
-        "/transactions": {
-            "get": _operation(
-                "The ledger: every balance change, newest first, with the balance after each",
-                {
-                    "200": _json(page_of("LedgerRow"), "A page."),
-                    **_errors(*AUTH_ERRORS, (422, "Bad parameter (invalid_request).")),
-                },
-                parameters=PAGING,
-            )
-        },
-        "/departments": {
-            "get": _operation(
-                "Departments with their monthly limit and month-to-date use",
-                {
-                    "200": _json(
-                        _obj({"data": {"type": "array", "items": _ref("Department")}}, ["data"]),
-                        "Departments.",
-                    ),
-                    **_errors(*AUTH_ERRORS),
-                },
-            )
-        },
-        "/departments/{name}/limit": {
-            "put": _operation(
-                "Set or clear (null) a department's monthly limit; creates the department if new",
-                {
-                    "200": _json(_ref("Department"), "The department."),
-                    **_errors(*AUTH_ERRORS, *BODY_ERRORS),
-                },
-                body=_obj({"monthly_limit": {"type": ["number", "null"]}}, ["monthly_limit"]),
-                parameters=[{"name": "name", "in": "path", "required": True, "schema": STRING}],
-            )
-        },
-    }
+    paths: dict[str, dict[str, Any]] = {}
+    for (method, path), operation in OPERATIONS.items():
+        paths.setdefault(path, {})[method] = _operation(operation)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -523,13 +291,14 @@ def openapi_document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "Check, deduct, refund and reserve prepaid credits. Amounts are JSON "
             "numbers with up to 6 decimal places. Errors: "
-            '{"error": {"code": "snake_case", "message": "..."}}.',
+            '{"error": {"code": "snake_case", "message": "..."}}. Unknown body fields are '
+            "errors (422 invalid_request naming the field).",
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"apiKey": []}],
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
-            "schemas": schemas,
+            "schemas": SCHEMAS,
         },
         "paths": paths,
     }

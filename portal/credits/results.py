@@ -13,6 +13,10 @@ from typing import Any
 from portal.money import MICRO, micros_to_decimal
 from portal.timeutil import isoformat_z
 
+# The most one charge (or hold) may cost, in micro-credits: a billion credits, far above any
+# real charge, and small enough that every sum of them stays far inside a BIGINT column.
+MAX_CHARGE = 10**15
+
 
 @dataclass(frozen=True)
 class Spend:
@@ -170,3 +174,6 @@ class HistoricEntry:
     department_id: int | None = None
     user_ref: str | None = None
     description: str | None = None
+    # What the change came from (``checkout:<cs>`` for a package), unique per kind as for grants.
+    source_ref: str | None = None
+    metadata: dict[str, Any] | None = None

@@ -1,211 +1,176 @@
-"""Parsing and validation of API input; every problem names its field and writes nothing."""
+"""What the credits API accepts, declared once: these definitions validate every body and query
+and are the request schemas of the OpenAPI document (``portal/credits/openapi.py``).
+
+Every problem names its field and writes nothing; unknown body fields are errors.
+"""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-import simplejson
 from flask import request
 
-from portal.credits.queries import Position
-from portal.credits.service import Spend
-from portal.errors import InvalidJSON, InvalidRequest
-from portal.money import MICRO, AmountError, parse_micros
+from portal.contract.fields import (
+    Amount,
+    Array,
+    Body,
+    Integer,
+    JsonObject,
+    Moment,
+    Query,
+    String,
+)
+from portal.contract.jsonbody import canonical_body, json_body
+from portal.credits.models import FEATURE_KEY_PATTERN
+from portal.credits.queries import SUMMARY_GROUPS, Position
+from portal.credits.results import MAX_CHARGE, Spend
+from portal.money import MICRO
+
+__all__ = ["canonical_body", "json_body"]
 
 MAX_QUANTITY = 1_000_000 * MICRO
 MAX_METADATA_BYTES = 8_192
-DEPARTMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
+MAX_BATCH_LINES = 100
+# A monthly limit above any sum a month of charges could reach; keeps sums inside a BIGINT.
+MAX_MONTHLY_LIMIT = 1_000 * MAX_CHARGE
+# Starts and ends with a letter, digit, '.', '_' or '-' (so no name hides a trailing space).
+DEPARTMENT_NAME = r"^[A-Za-z0-9](?:[A-Za-z0-9 _.\-]{0,62}[A-Za-z0-9_.\-])?$"
+DEPARTMENT_MESSAGE = "may contain letters, digits, spaces, '.', '_' and '-' (not at the ends)"
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not allowed")
-
-
-def json_body() -> dict[str, Any]:
-    """The request body as a dict; decimals stay ``Decimal``. An empty body is ``{}``."""
-    cached = getattr(request, "_portal_json", None)
-    if cached is not None:
-        return cached
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        body: Any = {}
-    else:
-        try:
-            body = simplejson.loads(
-                raw, use_decimal=True, parse_constant=_reject_constant, object_pairs_hook=dict
-            )
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidJSON(f"The body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidJSON("The body must be a JSON object.")
-    request._portal_json = body  # type: ignore[attr-defined]
-    return body
-
-
-def canonical_body() -> str:
-    return simplejson.dumps(json_body(), sort_keys=True, separators=(",", ":"), use_decimal=True)
-
-
-def required_str(body: dict[str, Any], field: str, max_length: int = 100) -> str:
-    value = body.get(field)
-    if value is None:
-        raise InvalidRequest(field, "is required")
-    return _string(value, field, max_length)
-
-
-def optional_str(body: dict[str, Any], field: str, max_length: int = 500) -> str | None:
-    value = body.get(field)
-    return None if value is None else _string(value, field, max_length)
-
-
-def _string(value: Any, field: str, max_length: int) -> str:
-    if not isinstance(value, str):
-        raise InvalidRequest(field, "must be a string")
-    value = value.strip()
-    if not value:
-        raise InvalidRequest(field, "must not be empty")
-    if len(value) > max_length:
-        raise InvalidRequest(field, f"must be at most {max_length} characters")
-    return value
-
-
-def amount(
-    body: dict[str, Any], field: str, *, maximum: int | None = None, allow_zero: bool = False
-) -> int | None:
-    """A positive decimal with at most 6 places, as micro-units; ``None`` when absent."""
-    value = body.get(field)
-    if value is None:
-        return None
-    if isinstance(value, str) or not isinstance(value, int | Decimal) or isinstance(value, bool):
-        raise InvalidRequest(field, "must be a number")
-    try:
-        micros = parse_micros(value, allow_zero=allow_zero)
-    except AmountError as exc:
-        raise InvalidRequest(field, str(exc)) from None
-    if maximum is not None and micros > maximum:
-        raise InvalidRequest(field, f"must be at most {maximum // MICRO:,}")
-    return micros
-
-
-def quantity(body: dict[str, Any], *, default: int | None = MICRO) -> int | None:
-    value = amount(body, "quantity", maximum=MAX_QUANTITY)
-    return default if value is None else value
-
-
-def metadata(body: dict[str, Any]) -> dict[str, Any] | None:
-    value = body.get("metadata")
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InvalidRequest("metadata", "must be an object")
-    # Stored as JSON: decimals become strings there rather than floats, to stay exact.
-    encoded = simplejson.dumps(value, use_decimal=True)
-    if len(encoded.encode()) > MAX_METADATA_BYTES:
-        raise InvalidRequest("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
-    return simplejson.loads(encoded, parse_float=str)
-
-
-def department_name(value: Any, field: str = "department") -> str:
-    name = _string(value, field, 64)
-    if not DEPARTMENT_NAME.match(name):
-        raise InvalidRequest(field, "may contain letters, digits, spaces, '.', '_' and '-'")
-    return name
-
-
-def spend(body: dict[str, Any]) -> Spend:
-    department = body.get("department")
-    return Spend(
-        feature_key=required_str(body, "feature_key"),
-        quantity=quantity(body) or MICRO,
-        department=None if department is None else department_name(department),
-        user_ref=optional_str(body, "user", 255),
-        description=optional_str(body, "description", 500),
-        metadata=metadata(body),
+def feature_key(description: str, *, required: bool = True) -> String:
+    return String(
+        description,
+        max_length=100,
+        pattern=FEATURE_KEY_PATTERN,
+        pattern_message="must be a feature key: lowercase letters and digits, '_' between words",
+        required=required,
     )
 
 
-MAX_BATCH_LINES = 100
+def department(description: str, *, required: bool = False) -> String:
+    return String(
+        description,
+        max_length=64,
+        pattern=DEPARTMENT_NAME,
+        pattern_message=DEPARTMENT_MESSAGE,
+        required=required,
+    )
 
 
-def spend_lines(body: dict[str, Any]) -> list[Spend]:
-    """``{"lines": [spend, …]}``: 1 to 100 lines, each validated like a single deduct."""
-    lines = body.get("lines")
-    if not isinstance(lines, list) or not lines:
-        raise InvalidRequest("lines", "must be a non-empty array of deductions")
-    if len(lines) > MAX_BATCH_LINES:
-        raise InvalidRequest("lines", f"must have at most {MAX_BATCH_LINES} entries")
-    spends = []
-    for index, line in enumerate(lines):
-        if not isinstance(line, dict):
-            raise InvalidRequest(f"lines[{index}]", "must be an object")
-        try:
-            spends.append(spend(line))
-        except InvalidRequest as exc:
-            field = exc.extra["field"]
-            raise InvalidRequest(f"lines[{index}].{field}", exc.message.split(": ", 1)[1]) from None
-    return spends
+def quantity(description: str, *, default: int | None) -> Amount:
+    return Amount(description, maximum=MAX_QUANTITY, default=default)
 
 
-def integer(value: Any, field: str, *, minimum: int = 1, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
-        raise InvalidRequest(field, "must be an integer")
-    try:
-        if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
-            raise ValueError
-        number = int(value)
-        if number != value and not isinstance(value, str):
-            raise ValueError
-    except ValueError:
-        raise InvalidRequest(field, "must be an integer") from None
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise InvalidRequest(field, f"must be {bound}")
-    return number
+SPEND_FIELDS = {
+    "feature_key": feature_key("The priced feature to charge for."),
+    "quantity": quantity("Units, up to 6 decimal places.", default=MICRO),
+    "department": department("Charge against this department's monthly limit."),
+    "user": String("Your reference for the end user.", max_length=255),
+    "description": String("Free text for the ledger.", max_length=500),
+    "metadata": JsonObject(
+        f"Free-form data kept with the ledger row: at most {MAX_METADATA_BYTES:,} bytes as "
+        "JSON; decimals are kept as strings.",
+        max_bytes=MAX_METADATA_BYTES,
+    ),
+}
+SPEND = Body(SPEND_FIELDS, description="One charge: feature × quantity.")
+CHECK = Body(SPEND_FIELDS, description="A deduct body; nothing is charged.")
+BATCH = Body(
+    {
+        "lines": Array(
+            SPEND,
+            f"1 to {MAX_BATCH_LINES} charges; all of them or none.",
+            max_items=MAX_BATCH_LINES,
+            required=True,
+        )
+    }
+)
+REFUND = Body(
+    {
+        "deduction_id": Integer("The deduction to refund.", required=True),
+        "amount": Amount("Credits to refund (default: all that is left).", maximum=MAX_CHARGE),
+        "reason": String("Why, for the ledger.", max_length=500),
+    }
+)
+RESERVE = Body(
+    {
+        "feature_key": feature_key("The priced feature to hold credits for."),
+        "quantity": quantity("Units to hold at today's price.", default=MICRO),
+        "expires_in": Integer(
+            "Seconds until the hold lapses.", minimum=1, maximum=86_400, default=900
+        ),
+    }
+)
+CAPTURE = Body(
+    {"quantity": quantity("Units used (default: the whole reserved quantity).", default=None)}
+)
+RELEASE = Body({})
+DEPARTMENT_LIMIT = Body(
+    {
+        "monthly_limit": Amount(
+            "Credits per calendar month (UTC), or null for no limit.",
+            maximum=MAX_MONTHLY_LIMIT,
+            allow_zero=True,
+            required=True,
+            nullable=True,
+        )
+    }
+)
+DEPARTMENT_PATH = department("The department's name.", required=True)
+
+LEDGER_FILTERS = {
+    "from": Moment("Start (inclusive): YYYY-MM-DD or an ISO 8601 datetime."),
+    "to": Moment("End: a date includes that whole day; a datetime is exclusive.", end=True),
+    "feature_key": feature_key("Only this feature.", required=False),
+    "category": String("Only features of this category.", max_length=100),
+    "department": department("Only this department."),
+}
+PAGING = {
+    "limit": Integer("Page size.", minimum=1, maximum=500, default=50),
+    "cursor": String(
+        "next_cursor of the previous page.",
+        max_length=40,
+        pattern=Position.PATTERN,
+        pattern_message="is not a cursor this API returned",
+    ),
+}
+USAGE_QUERY = Query({**LEDGER_FILTERS, **PAGING})
+SUMMARY_QUERY = Query(
+    {
+        **LEDGER_FILTERS,
+        "group_by": String("How to group.", enum=SUMMARY_GROUPS, default="feature"),
+    }
+)
+TRANSACTIONS_QUERY = Query(PAGING)
+PRICING_QUERY = Query({"key": feature_key("The feature key.")})
 
 
-def id_field(body: dict[str, Any], field: str) -> int:
-    value = body.get(field)
-    if value is None:
-        raise InvalidRequest(field, "is required")
-    if isinstance(value, str):
-        raise InvalidRequest(field, "must be an integer")
-    return integer(value, field)
+def body(definition: Body) -> dict[str, Any]:
+    """This request's JSON body, checked against ``definition``."""
+    return definition.parse(json_body())
 
 
-# --- query strings ---------------------------------------------------------------------------
+def query(definition: Query) -> dict[str, Any]:
+    """This request's query string, checked against ``definition``."""
+    return definition.parse(request.args)
 
 
-def query_moment(field: str, *, end: bool = False) -> datetime | None:
-    """``from``/``to`` as a date (``to`` then covers that whole day) or an ISO datetime."""
-    raw = request.args.get(field)
-    if raw in (None, ""):
-        return None
-    try:
-        if len(raw) == 10:
-            day = date.fromisoformat(raw)
-            moment = datetime(day.year, day.month, day.day)
-            return moment + timedelta(days=1) if end else moment
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidRequest(field, "must be a date (YYYY-MM-DD) or an ISO 8601 datetime") from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
+def spend(values: dict[str, Any]) -> Spend:
+    return Spend(
+        feature_key=values["feature_key"],
+        quantity=values["quantity"],
+        department=values["department"],
+        user_ref=values["user"],
+        description=values["description"],
+        metadata=values["metadata"],
+    )
 
 
-def query_limit(default: int = 50, maximum: int = 500) -> int:
-    raw = request.args.get("limit")
-    return default if raw in (None, "") else integer(raw, "limit", maximum=maximum)
+def cursor(values: dict[str, Any]) -> Position | None:
+    raw = values["cursor"]
+    return None if raw is None else Position.decode(raw)
 
 
-def query_cursor() -> Position | None:
-    raw = request.args.get("cursor")
-    if raw in (None, ""):
-        return None
-    try:
-        return Position.decode(raw)
-    except ValueError:
-        raise InvalidRequest("cursor", "is not a cursor this API returned") from None
+def department_name(value: str, field: str = "name") -> str:
+    return DEPARTMENT_PATH.parse(value, field)

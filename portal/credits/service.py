@@ -38,6 +38,7 @@ from portal.credits.errors import (
     DepartmentNotFound,
     FeatureNotFound,
     InsufficientCredits,
+    QuantityExceedsReservation,
     RefundExceedsDeduction,
     ReservationNotFound,
     ReservationNotOpen,
@@ -52,6 +53,7 @@ from portal.credits.models import (
     Reservation,
 )
 from portal.credits.results import (
+    MAX_CHARGE,
     Balance,
     Batch,
     Capture,
@@ -273,10 +275,21 @@ def get_balance(organization: Organization) -> Balance:
     return Balance(organization.slug, balance, reserved)
 
 
+def _cost(unit_price: int, quantity: int, line: int | None = None) -> int:
+    """Price × quantity, refused (as the quantity's fault) above the most one charge may cost."""
+    cost = cost_micros(unit_price, quantity)
+    if cost > MAX_CHARGE:
+        field = "quantity" if line is None else f"lines[{line}].quantity"
+        raise InvalidRequest(
+            field, f"would cost more than {micros_to_decimal(MAX_CHARGE):,} credits in one charge"
+        )
+    return cost
+
+
 def check(organization: Organization, spend: Spend) -> CheckResult:
     """Would ``spend`` succeed right now? Answers without writing anything it would charge."""
     feature = active_feature(spend.feature_key)
-    required = cost_micros(feature.credits_per_unit, spend.quantity)
+    required = _cost(feature.credits_per_unit, spend.quantity)
     available = get_balance(organization).available
     reason = None
     if spend.department:
@@ -305,14 +318,16 @@ def deduct_batch(
 ) -> Batch:
     """Charge every line or none (an AI call's input and output tokens, say)."""
     with _transaction(idempotency):
-        lines = _charge_lines(organization, spends)
+        lines = _charge_lines(organization, spends, batch=True)
         result = Batch(lines)
         if idempotency is not None:
             idempotency.complete(result.to_json())
     return result
 
 
-def _charge_lines(organization: Organization, spends: list[Spend]) -> list[Deduction]:
+def _charge_lines(
+    organization: Organization, spends: list[Spend], *, batch: bool = False
+) -> list[Deduction]:
     """Price, limit-check and debit all lines as one guarded change, then write their rows."""
     features = {spend.feature_key: active_feature(spend.feature_key) for spend in spends}
     departments = {
@@ -320,7 +335,10 @@ def _charge_lines(organization: Organization, spends: list[Spend]) -> list[Deduc
         for spend in spends
         if spend.department
     }
-    costs = [cost_micros(features[s.feature_key].credits_per_unit, s.quantity) for s in spends]
+    costs = [
+        _cost(features[s.feature_key].credits_per_unit, s.quantity, index if batch else None)
+        for index, s in enumerate(spends)
+    ]
     now = utcnow()
     per_department: dict[int, int] = {}
     for spend, cost in zip(spends, costs, strict=True):
@@ -452,7 +470,7 @@ def reserve(
     """Hold credits for work whose final size is not known yet."""
     with _transaction(idempotency):
         feature = active_feature(feature_key)
-        amount = cost_micros(feature.credits_per_unit, quantity)
+        amount = _cost(feature.credits_per_unit, quantity)
         now = utcnow()
         balance, reserved = _debit(organization.id, 0, hold=amount)
         expires_at = now + timedelta(seconds=expires_in)
@@ -488,10 +506,7 @@ def _close_reservation(
     if reservation is None:
         raise ReservationNotFound(reservation_id)
     if quantity is not None and quantity > reservation.quantity:
-        raise InvalidRequest(
-            "quantity",
-            f"must not exceed the reserved quantity {micros_to_decimal(reservation.quantity)}",
-        )
+        raise QuantityExceedsReservation(reservation.quantity)
     now = utcnow()
     captured = None
     if status == "captured":
@@ -672,7 +687,10 @@ def import_history(organization_id: int, entries: list[HistoricEntry]) -> int:
                     "department_id": entry.department_id,
                     "user_ref": entry.user_ref,
                     "description": entry.description,
+                    "source_ref": entry.source_ref,
                     "created_at": entry.created_at,
+                    # Only when given: a JSON column would store None as JSON null, not NULL.
+                    **({"meta": entry.metadata} if entry.metadata is not None else {}),
                 }
             )
         if rows:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField
 from wtforms.validators import Optional, ValidationError
 
+from portal.contract.fields import end_of_day, start_of_day
 from portal.credits.queries import LedgerFilter
 
 
@@ -30,8 +29,8 @@ class UsageFilterForm(FlaskForm):
         end = self.end.data
         return LedgerFilter(
             organization_id=organization_id,
-            start=datetime(start.year, start.month, start.day) if start else None,
-            end=datetime(end.year, end.month, end.day) + timedelta(days=1) if end else None,
+            start=start_of_day(start) if start else None,
+            end=end_of_day(end) if end else None,
             feature_key=self.feature.data or None,
             category=self.category.data or None,
             department=self.department.data or None,

@@ -7,11 +7,11 @@ from wtforms import StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from portal.credits.schemas import DEPARTMENT_NAME
-from portal.money import AmountError, parse_micros
+from portal.money import AmountError, parse_typed_credits
 
 
 class CreditsField(StringField):
-    """A decimal amount of credits (≤ 6 places) that becomes micro-credits in ``micros``."""
+    """Credits typed by a person (``portal.money.parse_typed``) as micro-credits in ``micros``."""
 
     def __init__(self, *args, allow_negative: bool = False, allow_zero: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
@@ -21,15 +21,14 @@ class CreditsField(StringField):
 
     def pre_validate(self, form: FlaskForm) -> None:
         self.micros = None
-        raw = (self.data or "").strip().replace(",", "")
-        if not raw:
-            return
+        if not (self.data or "").strip():
+            return  # the field's own validators say whether it may be left empty
         try:
-            self.micros = parse_micros(
-                raw, allow_negative=self.allow_negative, allow_zero=self.allow_zero
+            self.micros = parse_typed_credits(
+                self.data, allow_negative=self.allow_negative, allow_zero=self.allow_zero
             )
         except AmountError as exc:
-            raise ValidationError(f"Amount {exc}.") from None
+            raise ValidationError(str(exc)) from None
 
 
 class ApiKeyForm(FlaskForm):

@@ -117,7 +117,7 @@ def test_refunding_twice_or_too_much(client: CreditClient) -> None:
     deduction = client.deduct("seedream_text_to_image")
     with pytest.raises(RefundExceedsDeductionError) as caught:
         client.refund(deduction.deduction_id, amount=Decimal("5.000001"))
-    assert (caught.value.status, caught.value.refundable) == (422, Decimal(5))
+    assert (caught.value.status, caught.value.refundable) == (409, Decimal(5))
 
     client.refund(deduction.deduction_id)
     with pytest.raises(AlreadyRefundedError) as again:

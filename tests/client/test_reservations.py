@@ -9,9 +9,9 @@ import pytest
 
 from portal.client import (
     AsyncCreditClient,
+    ConflictError,
     CreditClient,
     InsufficientCreditsError,
-    InvalidRequestError,
     ReservationHold,
 )
 from tests.client.conftest import charges, make_client
@@ -61,12 +61,13 @@ def test_a_zero_actual_quantity_releases(client: CreditClient) -> None:
 
 def test_a_refused_capture_still_frees_the_hold(client: CreditClient) -> None:
     with (
-        pytest.raises(InvalidRequestError) as caught,
+        pytest.raises(ConflictError) as caught,
         client.reservation("generate_video", quantity=10) as hold,
     ):
         hold.actual_quantity = 11  # more than was reserved
 
-    assert caught.value.field == "quantity"
+    assert caught.value.code == "quantity_exceeds_reservation"
+    assert caught.value.details["field"] == "quantity"
     assert hold.released is not None
     assert client.balance().reserved == Decimal(0)
 

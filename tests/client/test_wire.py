@@ -126,7 +126,7 @@ def test_an_api_key_of_only_whitespace_is_refused() -> None:
         (409, "already_refunded", errors.AlreadyRefundedError),
         (409, "reservation_not_open", errors.ReservationNotOpenError),
         (409, "idempotency_key_in_use", errors.IdempotencyKeyInUseError),
-        (422, "refund_exceeds_deduction", errors.RefundExceedsDeductionError),
+        (409, "refund_exceeds_deduction", errors.RefundExceedsDeductionError),
         (422, "idempotency_key_reused", errors.IdempotencyKeyReusedError),
         (422, "invalid_request", errors.InvalidRequestError),
         (400, "invalid_json", errors.InvalidJSONError),

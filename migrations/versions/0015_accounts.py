@@ -1,7 +1,7 @@
 """Accounts: session versions, email verification, single-use account links, revocable invitations
 
-Revision ID: 0014_accounts
-Revises: 0013_departments
+Revision ID: 0015_accounts
+Revises: 0014_payment_mismatch
 Create Date: 2026-12-04
 
 """
@@ -9,8 +9,8 @@ Create Date: 2026-12-04
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014_accounts"
-down_revision = "0013_departments"
+revision = "0015_accounts"
+down_revision = "0014_payment_mismatch"
 branch_labels = None
 depends_on = None
 

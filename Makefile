@@ -20,6 +20,7 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/flask db upgrade
 	$(BIN)/flask demo
+	@echo "Emails (password reset, verification and invitation links) are written to this console while MAIL_SERVER is unset."
 	$(BIN)/flask run --host $(HOST) --port $(PORT)
 
 ## Serve with gunicorn (production-like)

@@ -78,6 +78,7 @@ def register_extensions(app: Flask) -> None:
     import portal.models  # noqa: F401  (every table known before migrations run)
     from portal.database import register_database
     from portal.extensions import csrf, db, login_manager, migrate
+    from portal.mail import init_mail
 
     db.init_app(app)
     register_database(app, db)
@@ -87,12 +88,14 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to see that page."
     login_manager.session_protection = "strong"
+    init_mail(app)  # SMTP, or the log when MAIL_SERVER is unset
 
 
 def register_blueprints(app: Flask) -> None:
     """The whole URL map, in one place."""
     from portal.admin.api import bp as admin_api_bp
     from portal.admin.views import bp as admin_bp
+    from portal.auth.account_views import bp as account_bp
     from portal.auth.views import bp as auth_bp
     from portal.billing.admin import bp as billing_admin_bp
     from portal.billing.views import bp as billing_bp
@@ -106,6 +109,8 @@ def register_blueprints(app: Flask) -> None:
     # Browsers ask for /favicon.ico wherever a page names no icon (JSON, CSV, downloads).
     app.add_url_rule("/favicon.ico", "favicon", redirect_to="/static/favicon.svg")
     app.register_blueprint(auth_bp)  # /signup /login /logout /invite/<token> /orgs/switch
+    app.register_blueprint(account_bp)  # /forgot-password /reset-password/<token>
+    # /verify-email/<token> /verify-email/resend /settings/account[/password|/email[/<token>]]
     app.register_blueprint(dashboard_bp)  # / /dashboard /usage /usage.csv /transactions
     app.register_blueprint(settings_bp)  # /settings/api-keys /settings/departments …
     app.register_blueprint(admin_bp)  # /admin/feature-pricing /admin/organizations

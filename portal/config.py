@@ -7,6 +7,7 @@ development secret so that a forgotten ``SECRET_KEY`` cannot sign real sessions.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,22 @@ def _bool_env(name: str, default: bool) -> bool:
     return default if not raw else raw in ("1", "true", "yes", "on")
 
 
+def mail_settings() -> dict[str, Any]:
+    """SMTP through Flask-Mailman; with no ``MAIL_SERVER`` messages go to the log instead."""
+    server = os.environ.get("MAIL_SERVER") or None
+    return {
+        "MAIL_SERVER": server,
+        "MAIL_PORT": _int_env("MAIL_PORT", 25),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
+        "MAIL_USE_TLS": _bool_env("MAIL_USE_TLS", False),
+        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER")
+        or "Credits portal <no-reply@localhost>",
+        "MAIL_TIMEOUT": 10,
+        "MAIL_BACKEND": "smtp" if server else "portal.mail.LoggingEmailBackend",
+    }
+
+
 def load_config(instance_path: str) -> dict[str, Any]:
     """Build the Flask config mapping from environment variables."""
     env = os.environ.get("PORTAL_ENV", "development")
@@ -52,6 +69,8 @@ def load_config(instance_path: str) -> dict[str, Any]:
             os.environ.get("DATABASE_URL") or default_db
         ),
         "PORTAL_SIGNUP_CREDITS": os.environ.get("PORTAL_SIGNUP_CREDITS", "100"),
+        # On: the sign-up bonus waits until the new user follows the link mailed to them.
+        "PORTAL_SIGNUP_REQUIRE_VERIFICATION": _bool_env("PORTAL_SIGNUP_REQUIRE_VERIFICATION", True),
         "PORTAL_LOW_BALANCE_THRESHOLD": os.environ.get("PORTAL_LOW_BALANCE_THRESHOLD", "20"),
         # __Host-: the browser only accepts them Secure, for Path=/ and with no Domain, so
         # no sibling subdomain can plant or overwrite them (production runs on HTTPS).
@@ -63,6 +82,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": env == "production",
+        "REMEMBER_COOKIE_DURATION": timedelta(days=30),
         "SQLITE_BUSY_TIMEOUT_MS": _int_env("SQLITE_BUSY_TIMEOUT_MS", 30_000),
         # Unset: billing talks to the offline Stripe sandbox served at /_stripe.
         "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY") or None,
@@ -91,4 +111,5 @@ def load_config(instance_path: str) -> dict[str, Any]:
         or "60 per minute",
         # Proxies in front of the portal that append to X-Forwarded-For; 0: trust the socket.
         "PORTAL_TRUSTED_PROXIES": _int_env("PORTAL_TRUSTED_PROXIES", 0),
+        **mail_settings(),
     }

@@ -242,6 +242,16 @@ def app(database_url: str, backend: str, request: pytest.FixtureRequest) -> Iter
         }
     )
     app.config["BACKEND"] = backend
+
+    @app.before_request
+    def forget_previous_requests_user() -> None:
+        # The test's app context outlives each request, and Flask-Login caches the user in
+        # ``g``: without this, a request would inherit the previous request's user instead of
+        # loading its own from its cookies, as every request of a real server does.
+        from flask import g
+
+        g.pop("_login_user", None)
+
     ctx = app.app_context()
     ctx.push()
     try:
@@ -489,3 +499,31 @@ class AuthActions:
 @pytest.fixture
 def auth(client: FlaskClient) -> AuthActions:
     return AuthActions(client)
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[Any]:
+    """One real SMTP server (aiosmtpd) for the whole run; ``mailbox`` empties it per test."""
+    from tests.mail_helpers import SMTPServer
+
+    server = SMTPServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mailbox(app: Flask, smtp_server: Any) -> Any:
+    """Point the app's mail at the local SMTP server; returns its ``Mailbox`` (empty)."""
+    from portal.mail import init_mail
+
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port, MAIL_BACKEND="smtp")
+    init_mail(app)
+    smtp_server.mailbox.clear()
+    return smtp_server.mailbox
+
+
+def verify_by_email(client: FlaskClient, mailbox: Any, address: str):
+    """Follow the verification link that was mailed to ``address``."""
+    from tests.mail_helpers import link
+
+    return client.get(link(mailbox.last(address), "/verify-email/"))

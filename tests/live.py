@@ -154,10 +154,11 @@ def start_portal(
     *,
     workers: int = 1,
     threads: int = 8,
+    env: dict[str, str] | None = None,
 ) -> LivePortal:
     """Serve ``wsgi:app`` with gunicorn on a free loopback port; return once it answers."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [
         str(GUNICORN),
         "--bind",

@@ -149,5 +149,5 @@ def test_admin_cannot_invite_owner(client, make_org, make_user, auth):
     org = make_org()
     make_user("a@example.com", org=org, role="admin")
     auth.login("a@example.com")
-    response = client.post("/settings/members", data={"role": "owner"})
+    response = client.post("/settings/members", data={"role": "owner", "email": "boss@example.com"})
     assert response.status_code == 422 and "Only an owner" in response.get_data(as_text=True)

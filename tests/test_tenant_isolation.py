@@ -89,6 +89,12 @@ def test_every_route_is_isolated(app, client, two_orgs):
     their_membership = db.session.scalar(
         select(Membership.id).where(Membership.organization_id == theirs.id)
     )
+    from portal.auth import invitations
+    from portal.auth import service as people
+
+    their_invitation = invitations.invite(
+        theirs.id, "member", "guest@example.com", people.find_user("victim@example.com")
+    ).invitation.id
     seed_catalogue()  # PostgreSQL tests start from truncated tables
     their_session = open_checkout(make_buyer(theirs.id), plan=_plan("plan_starter"))
     before = _state(theirs.id)
@@ -107,6 +113,8 @@ def test_every_route_is_isolated(app, client, two_orgs):
         "/signup",
         "/login",
         "/billing",
+        "/settings/account",
+        "/forgot-password",
     ]
     for path in (
         f"/billing/success?session_id={their_session}",
@@ -139,6 +147,11 @@ def test_every_route_is_isolated(app, client, two_orgs):
         (f"/settings/departments/{their_dept}/limit", {"monthly_limit": "999"}),
         (f"/settings/members/{their_membership}/role", {"role": "member"}),
         (f"/settings/members/{their_membership}/remove", {}),
+        (f"/settings/members/invitations/{their_invitation}/resend", {}),
+        (f"/settings/members/invitations/{their_invitation}/revoke", {}),
+        ("/settings/account/password", {"current_password": "x"}),
+        ("/settings/account/email", {"email": "victim@example.com", "current_password": "x"}),
+        ("/verify-email/resend", {}),
         ("/orgs/switch", {"organization_id": theirs.id}),
         ("/billing/checkout", {"package": "no_such_package"}),
         ("/billing/portal", {}),
@@ -186,6 +199,7 @@ def test_every_route_is_isolated(app, client, two_orgs):
             assert response.status_code == 404, path
     # Our own PUT created our own "OtherDept"; theirs is untouched.
     assert _state(theirs.id) == before
+    assert [i.id for i in invitations.pending_invitations(theirs.id)] == [their_invitation]
 
     covered = (
         {p.split("?")[0] for p in pages}
@@ -193,6 +207,12 @@ def test_every_route_is_isolated(app, client, two_orgs):
         | {p.split("?")[0] for _, p, _ in api}
     )
     covered |= {"/invite/<token>", "/logout", "/billing/success", "/billing/success/status"}
+    # Links mailed to one account: the token alone names the account, never an organization.
+    covered |= {
+        "/reset-password/<token>",
+        "/verify-email/<token>",
+        "/settings/account/email/<token>",
+    }
     covered.add(switch)
     for rule in app.url_map.iter_rules():
         path = rule.rule
@@ -216,10 +236,11 @@ def _matches(rule, path: str) -> bool:
 
 def test_invitation_of_other_org_cannot_be_reused_for_mine(client, two_orgs, auth):
     _mine, theirs, *_ = two_orgs
+    from portal.auth import invitations
     from portal.auth import service as people
 
     victim = people.find_user("victim@example.com")
-    invite = people.invite(theirs.id, "member", "someone@example.com", victim)
+    invite = invitations.invite(theirs.id, "member", "someone@example.com", victim)
     # The invitation is bound to its email: I cannot spend it.
     assert client.post(f"/invite/{invite.token}").status_code == 403
     assert not any(

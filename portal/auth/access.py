@@ -11,15 +11,23 @@ from flask import flash, g, make_response, redirect, request, session, url_for
 from flask_login import current_user
 
 from portal.auth.models import Membership, User
+from portal.auth.service import user_for_login_id
 from portal.errors import Forbidden, Unauthorized, wants_json
-from portal.extensions import db, login_manager
+from portal.extensions import login_manager
 
 SESSION_ORG_KEY = "organization_id"
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+def load_user(login_id: str) -> User | None:
+    """Sessions and remember-me cookies carry ``id:version:nonce``; a stale version is refused."""
+    return user_for_login_id(login_id)
+
+
+def current_account() -> User:
+    """The signed-in user itself, not the ``current_user`` proxy: services keep and refresh
+    it, and ``login_user`` must never be handed the proxy of itself."""
+    return current_user._get_current_object()  # type: ignore[attr-defined]
 
 
 def current_membership() -> Membership | None:
@@ -98,16 +106,17 @@ def manager_required(view: Callable) -> Callable:
 
 
 def platform_admin_required(view: Callable) -> Callable:
-    """Platform admins only: JSON callers get 401/403, browsers go to the login page."""
+    """Platform admins only: anonymous browsers go to the login page; a signed-in non-admin
+    gets a 403 page (a login form would suggest signing in again helps); JSON gets 401/403."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if current_user.is_authenticated and current_user.is_admin:
             return view(*args, **kwargs)
+        if current_user.is_authenticated:
+            raise Forbidden("That page is for platform admins; your account is not one.")
         if wants_json():
-            if not current_user.is_authenticated:
-                raise Unauthorized("Sign in as a platform admin.")
-            raise Forbidden("Platform admins only.")
+            raise Unauthorized("Sign in as a platform admin.")
         flash("That page is for platform admins. Sign in with an admin account.", "error")
         return _login_redirect()
 

@@ -17,7 +17,9 @@ def register_user_commands(app: Flask) -> None:
 
     @user.command("create")
     @click.argument("email")
-    @click.option("--password", required=True, help="At least 8 characters.")
+    @click.option(
+        "--password", required=True, help="At least 10 characters, not a common password."
+    )
     @click.option("--admin", is_flag=True, help="Platform admin (owns the admin area).")
     @click.option("--org", "org_slug", default=None, help="Make the user owner of this org.")
     @click.option(

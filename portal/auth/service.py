@@ -1,40 +1,30 @@
-"""People and access: sign-up, login, invitations and roles. Commits once per operation."""
+"""People and access: sign-up, login sessions, memberships and roles. Commits once per step.
+
+A login id is ``"<user id>:<session version>:<nonce>"`` (``User.get_id``): the loader refuses
+an id whose version is not the user's current one, so raising the version (logout, password
+change, reset) ends every earlier session and remember-me cookie of that user at once.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from portal.auth.models import ROLES, Invitation, Membership, User
+from portal import mail
+from portal.auth import tokens
+from portal.auth.models import ROLES, Membership, User
+from portal.auth.passwords import check_new_password, hash_password, needs_rehash, verify_password
 from portal.credits import organizations
-from portal.credits.models import Organization
+from portal.credits import service as credits
+from portal.credits.models import LedgerEntry, Organization
 from portal.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from portal.extensions import db
 from portal.money import parse_micros
 from portal.timeutil import utcnow
-
-# Argon2id with the library's defaults (RFC 9106 low-memory profile). The test suite asks
-# for a cheap profile (PASSWORD_HASH_FAST) so hundreds of logins do not dominate its runtime.
-_hasher = PasswordHasher()
-_fast_hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
-
-
-def _password_hasher() -> PasswordHasher:
-    return _fast_hasher if current_app.config.get("PASSWORD_HASH_FAST") else _hasher
-
-
-INVITATION_LIFETIME = timedelta(days=7)
-MIN_PASSWORD_LENGTH = 8
 
 
 class EmailTaken(Conflict):
@@ -45,39 +35,74 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def hash_password(password: str) -> str:
-    return _password_hasher().hash(password)
-
-
 def find_user(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == normalize_email(email)))
+
+
+# --- sessions -----------------------------------------------------------------------------
+
+
+def start_login(user: User) -> User:
+    """Give this login its own nonce, so its remember-me cookie differs from every other."""
+    user.login_nonce = secrets.token_urlsafe(12)
+    return user
+
+
+def user_for_login_id(login_id: str) -> User | None:
+    """The user a session or remember-me cookie names, unless its session version is stale."""
+    parts = login_id.split(":")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None  # includes ids from before versions existed: those sessions end
+    user = db.session.get(User, int(parts[0]))
+    if user is None or user.session_version != int(parts[1]):
+        return None
+    user.login_nonce = parts[2]
+    return user
+
+
+def stage_session_end(user: User) -> None:
+    """Raise the session version in the caller's transaction (SQL arithmetic: no lost bump)."""
+    db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(session_version=User.session_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(user, ["session_version"])
+
+
+def end_all_sessions(user: User) -> None:
+    """Log out: every session and remember-me cookie of this user stops working."""
+    stage_session_end(user)
+    db.session.commit()
 
 
 def authenticate(email: str, password: str) -> User | None:
     """The user whose password matches, else None; unknown emails cost the same time."""
     user = find_user(email)
-    if user is None or not user.password_hash:
-        with contextlib.suppress(VerificationError):
-            _hasher.verify(_DUMMY_HASH, password)
+    if not verify_password(user.password_hash if user else None, password):
         return None
-    try:
-        _hasher.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    if _password_hasher().check_needs_rehash(user.password_hash):
+    if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user.last_login_at = utcnow()
     db.session.commit()
-    return user
+    return start_login(user)
 
 
-def create_user(email: str, password: str | None, *, is_admin: bool = False) -> User:
-    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidRequest("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
+# --- accounts -----------------------------------------------------------------------------
+
+
+def create_user(
+    email: str, password: str | None, *, is_admin: bool = False, verified: bool = True
+) -> User:
+    """A user (``flask user create``, the demo, tests): verified unless it signed itself up."""
+    if password is not None:
+        check_new_password(password)
     user = User(
         email=normalize_email(email),
         password_hash=hash_password(password) if password else None,
         is_admin=is_admin,
+        email_verified_at=utcnow() if verified else None,
     )
     db.session.add(user)
     try:
@@ -109,29 +134,104 @@ def add_membership(user: User, organization_id: int, role: str) -> Membership:
 class Signup:
     user: User
     organization: Organization
+    bonus_granted: bool
 
 
 def signup(email: str, password: str, organization_name: str) -> Signup:
-    """A new user, their organization (slug from its name), owner role and the signup bonus."""
-    if find_user(email) is not None:
-        raise EmailTaken("An account with this email already exists.")
-    user = create_user(email, password)
-    bonus = parse_micros(str(current_app.config["PORTAL_SIGNUP_CREDITS"]), allow_zero=True)
-    for _ in range(3):  # a concurrent sign-up may take the same slug first
+    """A new user, their organization (slug from its name), owner role and a verification
+    link, in one transaction; the sign-up bonus then, or (with
+    ``PORTAL_SIGNUP_REQUIRE_VERIFICATION``) when the link is followed."""
+    check_new_password(password)
+    address, name = normalize_email(email), organization_name.strip()
+    password_hash = hash_password(password)
+    for _ in range(3):  # a concurrent sign-up may take the same slug (or email) first
+        if find_user(address) is not None:
+            raise EmailTaken("An account with this email already exists.")
         try:
-            organization = organizations.create_organization(
-                organizations.unique_slug(organization_name),
-                organization_name.strip(),
-                bonus,
-                kind="signup_bonus",
+            user = User(email=address, password_hash=password_hash, is_admin=False)
+            # Opened empty, as ``create_organization`` does; credits arrive only by a grant.
+            organization = Organization(
+                slug=organizations.unique_slug(name), name=name, balance=0, reserved=0
             )
+            db.session.add_all([user, organization])
+            db.session.flush()
+            user.signup_organization_id = organization.id
+            db.session.add(
+                Membership(user_id=user.id, organization_id=organization.id, role="owner")
+            )
+            message = _verification_email(user)
+            db.session.commit()
             break
-        except Conflict:
-            continue
+        except IntegrityError:
+            db.session.rollback()
     else:
         raise Conflict("Could not allocate an organization address; please retry.")
-    add_membership(user, organization.id, "owner")
-    return Signup(user, organization)
+    granted = False
+    if not current_app.config["PORTAL_SIGNUP_REQUIRE_VERIFICATION"]:
+        granted = grant_signup_bonus(organization.id)
+    mail.send([message])
+    return Signup(start_login(user), organization, granted)
+
+
+def _verification_email(user: User) -> mail.Email:
+    """Stage a verification link for the user's current address and compose its email."""
+    token = tokens.issue(user, "email_verify", user.email)
+    return mail.compose(
+        user.email,
+        "Verify your email address",
+        "verify_email",
+        url=mail.absolute_url("account.verify_email", token=token),
+        bonus=signup_bonus_credits(),
+    )
+
+
+def resend_verification(user: User) -> bool:
+    """Mail a new verification link; False when the address is verified already."""
+    if user.email_verified:
+        return False
+    message = _verification_email(user)
+    db.session.commit()
+    mail.send([message])
+    return True
+
+
+def signup_bonus_credits() -> int:
+    return parse_micros(str(current_app.config["PORTAL_SIGNUP_CREDITS"]), allow_zero=True)
+
+
+def signup_bonus_source(organization_id: int) -> str:
+    return f"signup:{organization_id}"
+
+
+def signup_bonus_granted(organization_id: int) -> bool:
+    return (
+        db.session.scalar(
+            select(LedgerEntry.id).where(
+                LedgerEntry.kind == "signup_bonus",
+                LedgerEntry.source_ref == signup_bonus_source(organization_id),
+            )
+        )
+        is not None
+    )
+
+
+def grant_signup_bonus(organization_id: int) -> bool:
+    """The sign-up bonus, at most once per organization: the ledger's unique (kind,
+    source_ref) turns a second grant into ``DuplicateGrant`` (after rolling back). The grant
+    commits the caller's staged changes with it; False (and a plain commit) when there is
+    no bonus to give."""
+    bonus = signup_bonus_credits()
+    if bonus <= 0 or signup_bonus_granted(organization_id):
+        db.session.commit()
+        return False
+    credits.grant(
+        organization_id,
+        bonus,
+        "signup_bonus",
+        description="Sign-up bonus",
+        source_ref=signup_bonus_source(organization_id),
+    )
+    return True
 
 
 def memberships_of(user: User) -> list[Membership]:
@@ -154,86 +254,6 @@ def members_of(organization_id: int) -> list[Membership]:
             .order_by(User.email)
         )
     )
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class NewInvitation:
-    invitation: Invitation
-    token: str
-
-
-def invite(organization_id: int, role: str, email: str | None, by_user: User) -> NewInvitation:
-    if role not in ROLES:
-        raise InvalidRequest("role", f"must be one of {', '.join(ROLES)}")
-    token = secrets.token_urlsafe(24)
-    invitation = Invitation(
-        organization_id=organization_id,
-        email=normalize_email(email) if email else None,
-        role=role,
-        token_hash=_token_hash(token),
-        created_by_user_id=by_user.id,
-        expires_at=utcnow() + INVITATION_LIFETIME,
-    )
-    db.session.add(invitation)
-    db.session.commit()
-    return NewInvitation(invitation, token)
-
-
-def pending_invitations(organization_id: int) -> list[Invitation]:
-    return list(
-        db.session.scalars(
-            select(Invitation)
-            .where(
-                Invitation.organization_id == organization_id,
-                Invitation.accepted_at.is_(None),
-                Invitation.expires_at > utcnow(),
-            )
-            .order_by(Invitation.created_at.desc())
-        )
-    )
-
-
-def invitation_for(token: str) -> Invitation:
-    invitation = db.session.scalar(
-        select(Invitation).where(Invitation.token_hash == _token_hash(token))
-    )
-    if invitation is None or invitation.accepted_at is not None:
-        raise NotFound("This invitation link is not valid or was already used.")
-    if invitation.expires_at <= utcnow():
-        raise NotFound("This invitation link has expired; ask for a new one.")
-    return invitation
-
-
-def accept_invitation(token: str, user: User) -> Membership:
-    """One-time: the link is spent by the first user who accepts it."""
-    invitation = invitation_for(token)
-    if invitation.email and invitation.email != user.email:
-        raise Forbidden(f"This invitation is for {invitation.email}.")
-    spent = db.session.execute(
-        Invitation.__table__.update()
-        .where(Invitation.id == invitation.id, Invitation.accepted_at.is_(None))
-        .values(accepted_at=utcnow(), accepted_by_user_id=user.id)
-    )
-    if spent.rowcount != 1:
-        db.session.rollback()
-        raise NotFound("This invitation link was already used.")
-    existing = db.session.scalar(
-        select(Membership).where(
-            Membership.user_id == user.id,
-            Membership.organization_id == invitation.organization_id,
-        )
-    )
-    if existing is None:
-        existing = Membership(
-            user_id=user.id, organization_id=invitation.organization_id, role=invitation.role
-        )
-        db.session.add(existing)
-    db.session.commit()
-    return existing
 
 
 def _member(organization_id: int, membership_id: int) -> Membership:

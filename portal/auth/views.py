@@ -8,9 +8,10 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_required, login_user, logout_user
 
 from portal import limits
-from portal.auth import service
-from portal.auth.access import SESSION_ORG_KEY
-from portal.auth.forms import LoginForm, SignupForm
+from portal.auth import invitations, service
+from portal.auth.access import SESSION_ORG_KEY, current_account
+from portal.auth.forms import PASSWORD_HINT, LoginForm, SignupForm
+from portal.auth.models import User
 from portal.errors import Forbidden, NotFound, PortalError, portal_error_response
 
 bp = Blueprint("auth", __name__)
@@ -36,9 +37,18 @@ def too_many_attempts(exc: limits.RateLimited):
     return render_template("auth/login.html", form=form), exc.status, headers
 
 
+def _home(user: User) -> str:
+    """Where a signed-in user belongs: platform admins without an organization go to admin."""
+    if user.is_admin and not user.memberships:
+        return url_for("admin.feature_pricing")
+    return url_for("dashboard.index")
+
+
 @bp.route("/signup", methods=["GET", "POST"])
 @limits.per_address(limits.SIGNUP_LIMIT, message="Too many sign-ups from your network.")
 def signup():
+    if current_user.is_authenticated:
+        return redirect(_home(current_user))
     form = SignupForm()
     if form.validate_on_submit():
         try:
@@ -52,28 +62,28 @@ def signup():
         else:
             login_user(result.user)
             session[SESSION_ORG_KEY] = result.organization.id
-            flash(f"Welcome! {result.organization.name} is ready.", "success")
+            welcome = f"Welcome! {result.organization.name} is ready."
+            if not result.bonus_granted:
+                welcome += f" We sent a verification link to {result.user.email}."
+            flash(welcome, "success")
             return redirect(url_for("dashboard.index"))
     status = 422 if form.errors else 200
-    return render_template("auth/signup.html", form=form), status
+    return render_template("auth/signup.html", form=form, password_hint=PASSWORD_HINT), status
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @limits.per_account(limits.LOGIN_LIMIT, message="Too many login attempts for this account.")
 @limits.per_address(limits.LOGIN_LIMIT, message="Too many login attempts from your network.")
 def login():
+    if current_user.is_authenticated:
+        return redirect(_safe_next(_home(current_user)))
     form = LoginForm()
     if form.validate_on_submit():
         user = service.authenticate(form.email.data, form.password.data)
         if user is not None:
             login_user(user, remember=form.remember.data)
             session.pop(SESSION_ORG_KEY, None)
-            default = (
-                url_for("admin.feature_pricing")
-                if (user.is_admin and not user.memberships)
-                else url_for("dashboard.index")
-            )
-            return redirect(_safe_next(default))
+            return redirect(_safe_next(_home(user)))
         form.password.errors.append("Email or password is not right.")
     status = 422 if form.errors else 200
     return render_template("auth/login.html", form=form), status
@@ -81,6 +91,8 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    if current_user.is_authenticated:
+        service.end_all_sessions(current_account())  # every copy of this session, everywhere
     logout_user()
     session.clear()
     flash("You are logged out.", "success")
@@ -101,12 +113,22 @@ def switch_organization():
 @limits.per_address(limits.SIGNUP_LIMIT, message="Too many invitation accepts from your network.")
 def accept_invitation(token: str):
     try:
-        invitation = service.invitation_for(token)
+        invitation = invitations.invitation_for(token)
     except NotFound as exc:
         return render_template("auth/invitation.html", error=exc.message), 404
-    if request.method == "POST" and current_user.is_authenticated:
-        membership = service.accept_invitation(token, current_user)
+    if not current_user.is_authenticated:
+        return render_template("auth/invitation.html", invitation=invitation, token=token)
+    if request.method == "POST":
+        try:
+            membership = invitations.accept(token, current_account())
+        except PortalError as exc:
+            return render_template(
+                "auth/invitation.html", invitation=invitation, refusal=exc.message
+            ), exc.status
         session[SESSION_ORG_KEY] = membership.organization_id
         flash(f"You joined {invitation.organization.name} as {membership.role}.", "success")
         return redirect(url_for("dashboard.index"))
-    return render_template("auth/invitation.html", invitation=invitation, token=token)
+    refusal = invitations.refusal(invitation, current_account())
+    return render_template(
+        "auth/invitation.html", invitation=invitation, token=token, refusal=refusal
+    ), (403 if refusal else 200)

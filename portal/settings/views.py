@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, flash, g, make_response, redirect, render_template, session, url_for
 from flask_login import current_user
 
+from portal.auth import invitations
 from portal.auth import service as people
-from portal.auth.access import manager_required, member_required
+from portal.auth.access import current_account, manager_required, member_required
 from portal.auth.forms import InviteForm, RoleForm
 from portal.credits import apikeys, queries, service
 from portal.credits.errors import DepartmentExists, DepartmentNotFound
@@ -122,16 +123,29 @@ def set_department_limit(department_id: int):
     return redirect(url_for("settings.departments"))
 
 
-def _render_members(form: InviteForm, invite_url: str | None = None, status: int = 200):
+# The new invitation's link waits in the session for the one GET after the POST
+# (post/redirect/get: a reload sends no second invitation), never in a URL.
+NEW_INVITE_KEY = "new_invitation_url"
+
+
+def _render_members(form: InviteForm, status: int = 200):
     organization_id = g.membership.organization_id
-    return render_template(
-        "settings/members.html",
-        form=form,
-        members=people.members_of(organization_id),
-        invitations=people.pending_invitations(organization_id),
-        invite_url=invite_url,
-        role_form=RoleForm(formdata=None),
-    ), status
+    stashed = session.pop(NEW_INVITE_KEY, None) or {}
+    invite_url = stashed.get("url") if stashed.get("org") == organization_id else None
+    response = make_response(
+        render_template(
+            "settings/members.html",
+            form=form,
+            members=people.members_of(organization_id),
+            invitations=invitations.pending_invitations(organization_id),
+            invite_url=invite_url,
+            role_form=RoleForm(formdata=None),
+        ),
+        status,
+    )
+    if invite_url:
+        response.headers["Cache-Control"] = "no-store"  # Back must not bring the link back
+    return response
 
 
 @bp.get("/members")
@@ -149,12 +163,35 @@ def invite_member():
     if form.role.data == "owner" and g.membership.role != "owner":
         form.role.errors.append("Only an owner can invite another owner.")
         return _render_members(form, status=422)
-    new = people.invite(
-        g.membership.organization_id, form.role.data, form.email.data or None, current_user
+    try:
+        new = invitations.invite(
+            g.membership.organization_id, form.role.data, form.email.data, current_account()
+        )
+    except PortalError as exc:
+        form.email.errors.append(exc.message.split(": ", 1)[-1])
+        return _render_members(form, status=422)
+    session[NEW_INVITE_KEY] = {"org": g.membership.organization_id, "url": new.url}
+    flash(f"Invitation sent to {new.invitation.email}.", "success")
+    return redirect(url_for("settings.members"), 303)
+
+
+@bp.post("/members/invitations/<int:invitation_id>/resend")
+@manager_required
+def resend_invitation(invitation_id: int):
+    new = invitations.resend(g.membership.organization_id, invitation_id, current_account())
+    flash(
+        f"Invitation sent again to {new.invitation.email}; the earlier link no longer works.",
+        "success",
     )
-    url = url_for("auth.accept_invitation", token=new.token, _external=True)
-    flash("Invitation created. Send this one-time link to the person you invite.", "success")
-    return _render_members(InviteForm(formdata=None), invite_url=url, status=201)
+    return redirect(url_for("settings.members"))
+
+
+@bp.post("/members/invitations/<int:invitation_id>/revoke")
+@manager_required
+def revoke_invitation(invitation_id: int):
+    invitation = invitations.revoke(g.membership.organization_id, invitation_id)
+    flash(f"Invitation of {invitation.email} withdrawn; its link no longer works.", "success")
+    return redirect(url_for("settings.members"))
 
 
 @bp.post("/members/<int:membership_id>/role")

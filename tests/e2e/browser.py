@@ -47,12 +47,14 @@ def flask(database_url: str, *args: str) -> str:
 
 
 @contextmanager
-def demo_portal(workdir: Path) -> Iterator[LivePortal]:
+def demo_portal(workdir: Path, env: dict[str, str] | None = None) -> Iterator[LivePortal]:
     """A gunicorn portal on a fresh SQLite file with ``flask demo`` data."""
     database_url = f"sqlite:///{workdir / 'e2e.sqlite3'}"
     migrate(database_url)
     flask(database_url, "demo")
-    portal = start_portal("sqlite", database_url, workdir / "gunicorn.log", workers=2, threads=4)
+    portal = start_portal(
+        "sqlite", database_url, workdir / "gunicorn.log", workers=2, threads=4, env=env
+    )
     try:
         yield portal
     finally:

@@ -21,6 +21,15 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def portal(tmp_path_factory: pytest.TempPathFactory):
-    with demo_portal(tmp_path_factory.mktemp("e2e")) as live:
+def portal(tmp_path_factory: pytest.TempPathFactory, smtp_server):
+    """The live portal mails through the test SMTP server (``portal_mail`` reads it)."""
+    env = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(smtp_server.port)}
+    with demo_portal(tmp_path_factory.mktemp("e2e"), env=env) as live:
         yield live
+
+
+@pytest.fixture
+def portal_mail(smtp_server):
+    """The messages the live portal sent during this test."""
+    smtp_server.mailbox.clear()
+    return smtp_server.mailbox

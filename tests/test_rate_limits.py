@@ -469,3 +469,50 @@ def test_a_redis_outage_falls_back_to_memory(
     assert answers == [200, 200, 429]
     assert logins == [422, 422, 429]
     assert "rate limit storage unreachable" in caplog.text
+
+
+@pytest.mark.rate_limits(PORTAL_SIGNUP_RATE_LIMIT="2 per hour")
+def test_password_reset_requests_limited_per_address(
+    client: FlaskClient, make_user: Any, mailbox: Any, limit_storage: dict[str, Any]
+) -> None:
+    make_user("alice@example.com")
+
+    def request_reset(environ: dict[str, str]):
+        return client.post(
+            "/forgot-password", data={"email": "alice@example.com"}, environ_base=environ
+        )
+
+    assert [request_reset(ADDRESS_A).status_code for _ in range(2)] == [200, 200]
+    refused = request_reset(ADDRESS_A)
+
+    assert refused.status_code == 429
+    retry_after(refused, 3600)
+    assert "Too many password-reset requests" in refused.get_data(as_text=True)
+    assert len(mailbox.to("alice@example.com")) == 2  # the refused request sent nothing
+    assert request_reset(ADDRESS_B).status_code == 200
+
+
+@pytest.mark.rate_limits(PORTAL_LOGIN_RATE_LIMIT="2 per minute")
+def test_current_password_checks_limited_per_address(
+    client: FlaskClient, make_user: Any, limit_storage: dict[str, Any]
+) -> None:
+    """The account page checks the current password: a stolen session cannot guess it fast."""
+    make_user("alice@example.com")
+    assert post_login(client, "alice@example.com", DEFAULT_PASSWORD, ADDRESS_A).status_code == 302
+
+    def change_password(guess: str):
+        return client.post(
+            "/settings/account/password",
+            data={
+                "current_password": guess,
+                "new_password": "a-new-long-passphrase-7",
+                "confirm": "a-new-long-passphrase-7",
+            },
+            environ_base=ADDRESS_A,
+        )
+
+    assert [change_password(f"guess-{n}-wrong").status_code for n in range(2)] == [422, 422]
+    refused = change_password(DEFAULT_PASSWORD)
+
+    assert refused.status_code == 429
+    assert people.authenticate("alice@example.com", DEFAULT_PASSWORD) is not None

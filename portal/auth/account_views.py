@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required, login_user
 
+from portal import limits
 from portal.auth import account, service, tokens
 from portal.auth.access import current_account
 from portal.auth.forms import (
@@ -25,6 +26,9 @@ def _link_problem(exc: PortalError, kind: str):
 
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
+@limits.per_address(
+    limits.SIGNUP_LIMIT, message="Too many password-reset requests from your network."
+)
 def forgot_password():
     form = ForgotPasswordForm()
     if form.validate_on_submit():
@@ -72,6 +76,7 @@ def verify_email(token: str):
 
 
 @bp.post("/verify-email/resend")
+@limits.per_address(limits.SIGNUP_LIMIT, message="Too many verification emails from your network.")
 @login_required
 def resend_verification():
     if service.resend_verification(current_account()):
@@ -106,6 +111,7 @@ def settings():
 
 
 @bp.post("/settings/account/password")
+@limits.per_address(limits.LOGIN_LIMIT, message="Too many password attempts from your network.")
 @login_required
 def change_password():
     form = ChangePasswordForm()
@@ -124,6 +130,7 @@ def change_password():
 
 
 @bp.post("/settings/account/email")
+@limits.per_address(limits.LOGIN_LIMIT, message="Too many password attempts from your network.")
 @login_required
 def change_email():
     form = ChangeEmailForm()

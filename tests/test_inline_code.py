@@ -23,9 +23,12 @@ HOSTILE_KEY_NAME = "x'+alert(1)+'\"<b>"
 HOSTILE_EMAIL = "o'hara@example.com"
 
 
-@pytest.mark.parametrize(
-    "template", sorted(TEMPLATES.rglob("*.html")), ids=lambda p: str(p.relative_to(TEMPLATES))
-)
+# Emails are not served under the CSP, and mail clients ignore stylesheets: inline styles
+# are how an email is styled at all.
+PAGE_TEMPLATES = sorted(p for p in TEMPLATES.rglob("*.html") if p.parent.name != "email")
+
+
+@pytest.mark.parametrize("template", PAGE_TEMPLATES, ids=lambda p: str(p.relative_to(TEMPLATES)))
 def test_no_template_holds_inline_code(template: Path):
     assert INLINE_SOURCE.findall(template.read_text()) == []
 

@@ -38,11 +38,11 @@ from portal.credits.errors import (
     FeatureNotFound,
     IdempotencyKeyReused,
     InsufficientCredits,
+    QuantityExceedsReservation,
     RefundExceedsDeduction,
     ReservationNotOpen,
 )
 from portal.credits.models import Department, LedgerEntry, Organization, Reservation
-from portal.errors import InvalidRequest
 from portal.extensions import db
 from portal.timeutil import month_key, utcnow
 
@@ -385,7 +385,7 @@ class CreditsMachine(RuleBasedStateMachine):
             return service.capture(self.organization, reservation, quantity)
 
         if quantity is not None and quantity > known.quantity:
-            self.refused(InvalidRequest, take)
+            self.refused(QuantityExceedsReservation, take)
             return multiple()
         if not known.open:
             self.refused(ReservationNotOpen, take)

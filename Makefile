@@ -30,7 +30,7 @@ serve: install
 
 ## The whole test suite (SQLite and PostgreSQL; Chromium end-to-end where available)
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 lint: install
 	$(BIN)/ruff check .

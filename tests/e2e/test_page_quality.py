@@ -205,7 +205,10 @@ def test_hostile_key_name_is_asked_about_literally_and_dismissing_keeps_the_key(
         page = watch.page
         page.goto(f"{portal.url}/settings/api-keys")
         page.get_by_label("Key name").fill(HOSTILE_NAME)
-        page.get_by_role("button", name="Create key").click()
+        # Until the new page has loaded, app.js (deferred) is not listening yet and a click
+        # would submit unasked, as every form does without JavaScript.
+        with page.expect_navigation(wait_until="load"):
+            page.get_by_role("button", name="Create key").click()
         row = page.locator("tbody tr", has_text=HOSTILE_NAME)
         dialogs = []
 

@@ -12,8 +12,8 @@ Webhooks are applied exactly once, by constraints rather than by checks that cou
   waits on the unique index until the first commits) finds the row and changes nothing.
 - Credits go through ``credits.service.grant`` with a ``source_ref`` (``checkout:…``,
   ``invoice:…``, ``refund:…``) that the ledger holds unique, so two *different* events about
-  the same payment still grant once. ``grant`` commits the session: it is called last, so the
-  event row, the state it changed and the ledger row land in one commit.
+  the same payment still grant once. The event is one ``credits.transaction`` and the grant
+  joins it, so the event row, the state it changed and the ledger row land in one commit.
 - Any failure rolls all of it back and answers 500, so Stripe's retry starts from scratch;
   but a signed event whose shape cannot be read answers 400 (and is logged), because no retry
   would make it readable.
@@ -267,6 +267,11 @@ def _apply(event: fulfilment.Event) -> fulfilment.Outcome:
 
 
 def _process_once(event: fulfilment.Event, received_at: datetime) -> str:
+    with credits.transaction():
+        return _record_and_apply(event, received_at)
+
+
+def _record_and_apply(event: fulfilment.Event, received_at: datetime) -> str:
     record = StripeEvent(
         event_id=event["id"],
         type=event["type"],
@@ -284,10 +289,7 @@ def _process_once(event: fulfilment.Event, received_at: datetime) -> str:
         credit = None
     record.outcome = note[:255]
     record.processed_at = utcnow()
-    db.session.flush()
-    if credit is None:
-        db.session.commit()
-    else:
+    if credit is not None:
         credits.grant(
             credit.organization_id,
             credit.amount,
@@ -296,7 +298,7 @@ def _process_once(event: fulfilment.Event, received_at: datetime) -> str:
             source_ref=credit.source_ref,
             metadata={"stripe_event": event["id"], **credit.metadata},
             allow_negative_balance=credit.allow_negative_balance,
-        )  # commits the event row, the changes above and the ledger row together
+        )  # joins this event's transaction: one commit for the event row, its changes, credits
     log = current_app.logger.warning if outcome.alert else current_app.logger.info
-    log("stripe event %s (%s): %s", event["id"], event["type"], note)
+    credits.after_commit(lambda: log("stripe event %s (%s): %s", event["id"], event["type"], note))
     return note

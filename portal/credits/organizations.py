@@ -50,14 +50,14 @@ def create_organization(
     """Create an organization and, when ``credits`` > 0, its opening grant."""
     if not SLUG.match(slug) or len(slug) > 64:
         raise InvalidRequest("slug", "must be lowercase letters, digits and single dashes")
-    organization = Organization(slug=slug, name=name or slug, balance=0, reserved=0)
-    db.session.add(organization)
     try:
-        db.session.commit()
+        with service.transaction():
+            organization = Organization(slug=slug, name=name or slug, balance=0, reserved=0)
+            db.session.add(organization)
+            db.session.flush()
+            if credits > 0:
+                description = "Sign-up bonus" if kind == "signup_bonus" else "Opening balance"
+                service.grant(organization.id, credits, kind, description=description)
     except IntegrityError:
-        db.session.rollback()
         raise Conflict(f"Organization '{slug}' already exists.") from None
-    if credits > 0:
-        description = "Sign-up bonus" if kind == "signup_bonus" else "Opening balance"
-        service.grant(organization.id, credits, kind, description=description)
     return organization

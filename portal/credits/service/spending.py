@@ -1,0 +1,206 @@
+"""Spending: check, deduct (one line or a batch, all or none) and refund."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    func,
+    select,
+)
+
+from portal.credits.errors import (
+    AlreadyRefunded,
+    DeductionNotFound,
+    RefundExceedsDeduction,
+)
+from portal.credits.idempotency import IdempotencySlot
+from portal.credits.models import (
+    Department,
+    LedgerEntry,
+    Organization,
+)
+from portal.credits.results import (
+    Balance,
+    Batch,
+    CheckResult,
+    Deduction,
+    Refund,
+    Spend,
+)
+from portal.credits.service.ledger import (
+    active_feature,
+    append,
+    balance_row,
+    charge_cost,
+    charge_department,
+    credit,
+    debit,
+    find_department,
+    release_expired_holds,
+    transaction,
+    uncharge_department,
+)
+from portal.extensions import db
+from portal.timeutil import month_key, utcnow
+
+
+def get_balance(organization: Organization) -> Balance:
+    balance, reserved = balance_row(organization.id)
+    if reserved:
+        with transaction():
+            if release_expired_holds(organization.id):
+                balance, reserved = balance_row(organization.id)
+    return Balance(organization.slug, balance, reserved)
+
+
+def check(organization: Organization, spend: Spend) -> CheckResult:
+    """Would ``spend`` succeed right now? Answers without writing anything it would charge."""
+    feature = active_feature(spend.feature_key)
+    required = charge_cost(feature.credits_per_unit, spend.quantity)
+    available = get_balance(organization).available
+    reason = None
+    if spend.department:
+        department = find_department(organization.id, spend.department)
+        used = department.used_in(month_key(utcnow()))
+        if department.monthly_limit is not None and used + required > department.monthly_limit:
+            reason = "department_limit_exceeded"
+    if available < required:
+        reason = "insufficient_credits"
+    return CheckResult(reason is None, required, available, reason)
+
+
+def deduct(
+    organization: Organization, spend: Spend, idempotency: IdempotencySlot | None = None
+) -> Deduction:
+    """Charge ``spend`` at today's price, or raise and write nothing."""
+    with transaction(idempotency):
+        (result,) = _charge_lines(organization, [spend])
+        if idempotency is not None:
+            idempotency.complete(result.to_json())
+    return result
+
+
+def deduct_batch(
+    organization: Organization, spends: list[Spend], idempotency: IdempotencySlot | None = None
+) -> Batch:
+    """Charge every line or none (an AI call's input and output tokens, say)."""
+    with transaction(idempotency):
+        lines = _charge_lines(organization, spends, batch=True)
+        result = Batch(lines)
+        if idempotency is not None:
+            idempotency.complete(result.to_json())
+    return result
+
+
+def _charge_lines(
+    organization: Organization, spends: list[Spend], *, batch: bool = False
+) -> list[Deduction]:
+    """Price, limit-check and debit all lines as one guarded change, then write their rows."""
+    features = {spend.feature_key: active_feature(spend.feature_key) for spend in spends}
+    departments = {
+        spend.department: find_department(organization.id, spend.department)
+        for spend in spends
+        if spend.department
+    }
+    costs = [
+        charge_cost(features[s.feature_key].credits_per_unit, s.quantity, index if batch else None)
+        for index, s in enumerate(spends)
+    ]
+    now = utcnow()
+    per_department: dict[int, int] = {}
+    for spend, cost in zip(spends, costs, strict=True):
+        if spend.department:
+            department_id = departments[spend.department].id
+            per_department[department_id] = per_department.get(department_id, 0) + cost
+    by_id = {department.id: department for department in departments.values()}
+    for department_id in sorted(per_department):  # a fixed lock order: no deadlocks
+        charge_department(by_id[department_id], per_department[department_id], now)
+    balance, reserved = debit(organization.id, sum(costs))
+    running = balance + sum(costs)
+    results = []
+    for spend, cost in zip(spends, costs, strict=True):
+        running -= cost
+        feature = features[spend.feature_key]
+        department = departments.get(spend.department) if spend.department else None
+        entry_id = append(
+            organization.id,
+            "deduct",
+            -cost,
+            running,
+            feature_key=feature.feature_key,
+            unit_price=feature.credits_per_unit,
+            quantity=spend.quantity,
+            department_id=department.id if department else None,
+            user_ref=spend.user_ref,
+            description=spend.description,
+            meta=spend.metadata,
+            created_at=now,
+        )
+        results.append(
+            Deduction(entry_id, feature.feature_key, spend.quantity, cost, running - reserved)
+        )
+    return results
+
+
+def refund(
+    organization: Organization,
+    deduction_id: int,
+    amount: int | None = None,
+    reason: str | None = None,
+    idempotency: IdempotencySlot | None = None,
+) -> Refund:
+    """Give back all or part of one deduction; the refunds of a deduction never exceed it."""
+    with transaction(idempotency):
+        deduction = db.session.scalar(
+            select(LedgerEntry).where(
+                LedgerEntry.id == deduction_id,
+                LedgerEntry.organization_id == organization.id,
+                LedgerEntry.kind == "deduct",
+            )
+        )
+        if deduction is None:
+            raise DeductionNotFound(deduction_id)
+        if deduction.department_id is not None:
+            db.session.execute(
+                select(Department.id)
+                .where(Department.id == deduction.department_id)
+                .with_for_update()
+            )
+        # Serializes refunds of this organization, so the sum below cannot go stale.
+        db.session.execute(
+            select(Organization.id).where(Organization.id == organization.id).with_for_update()
+        )
+        # int(): PostgreSQL sums BIGINT as NUMERIC, which would reach the API as a Decimal.
+        refunded = int(
+            db.session.scalar(
+                select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                    LedgerEntry.refund_of_id == deduction.id
+                )
+            )
+        )
+        refundable = -deduction.amount - refunded
+        if refundable <= 0:
+            raise AlreadyRefunded(deduction.id)
+        amount = refundable if amount is None else amount
+        if amount > refundable:
+            raise RefundExceedsDeduction(amount, refundable)
+        now = utcnow()
+        if deduction.department_id is not None:
+            uncharge_department(deduction.department_id, amount, deduction.created_at, now)
+        balance, reserved = credit(organization.id, amount)
+        refund_id = append(
+            organization.id,
+            "refund",
+            amount,
+            balance,
+            feature_key=deduction.feature_key,
+            unit_price=deduction.unit_price,
+            department_id=deduction.department_id,
+            user_ref=deduction.user_ref,
+            description=reason,
+            refund_of_id=deduction.id,
+            created_at=now,
+        )
+        result = Refund(refund_id, deduction.id, amount, balance - reserved)
+        if idempotency is not None:
+            idempotency.complete(result.to_json())
+    return result

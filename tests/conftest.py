@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from portal import create_app
 from portal.credits import apikeys, organizations, pricing
 from portal.credits.models import (
+    CreditGrant,
     Department,
     IdempotencyRecord,
     LedgerEntry,
@@ -156,7 +157,9 @@ def truncate_all(app: Flask) -> None:
 
 
 def assert_invariants() -> None:
-    """For every organization: balance = sum of its ledger, and holds fit inside the balance."""
+    """For every organization: balance = sum of its ledger = its grants' credits − debt, holds
+    fit inside the balance and are what the grants hold; every grant adds up (the database
+    checks that too) and no expired grant keeps spendable credits once swept."""
     ledger_sums = dict(
         db.session.execute(
             select(LedgerEntry.organization_id, func.sum(LedgerEntry.amount)).group_by(
@@ -171,11 +174,39 @@ def assert_invariants() -> None:
             .group_by(Reservation.organization_id)
         ).all()
     )
+    in_grants = {
+        org_id: (int(remaining), int(held))
+        for org_id, remaining, held in db.session.execute(
+            select(
+                CreditGrant.organization_id,
+                func.sum(CreditGrant.remaining),
+                func.sum(CreditGrant.held),
+            ).group_by(CreditGrant.organization_id)
+        ).all()
+    }
     for org in db.session.scalars(select(Organization)):
+        remaining, held = in_grants.get(org.id, (0, 0))
         assert org.balance == (ledger_sums.get(org.id) or 0), org.slug
-        assert org.balance >= 0, org.slug
-        assert 0 <= org.reserved <= org.balance, org.slug
+        assert org.balance == remaining + held - org.debt, org.slug
+        assert org.debt >= 0, org.slug
+        assert org.balance >= 0 or org.debt > 0, org.slug
+        assert org.reserved >= 0, org.slug
+        assert org.debt == 0 or org.reserved <= org.balance + org.debt, org.slug
+        assert org.debt > 0 or org.reserved <= org.balance, org.slug
         assert org.reserved == (open_holds.get(org.id) or 0), org.slug
+        assert held == org.reserved, org.slug
+    for grant in db.session.scalars(select(CreditGrant)):
+        parts = (
+            grant.remaining
+            + grant.held
+            + grant.consumed
+            - grant.returned
+            + grant.expired
+            + grant.clawed_back
+            + grant.frozen
+        )
+        assert grant.amount == parts, grant.id
+        assert min(grant.remaining, grant.held, grant.frozen) >= 0, grant.id
 
 
 @pytest.fixture(scope="session")

@@ -423,7 +423,7 @@ def test_grant_adds_credits_with_one_ledger_row(org, subtests):
     for kind in ("grant", "purchase", "subscription", "signup_bonus", "adjustment"):
         with subtests.test(kind):
             before, _ = balance_row(org.id)
-            entry_id = service.grant(org.id, amount, kind, description="top-up")
+            entry_id = service.grant(org.id, amount, kind, description="top-up").entry_id
             assert balance_row(org.id) == (before + amount, 0)
             row = ledger_rows(org.id)[-1]
             assert (row.id, row.kind, row.amount, row.balance_after) == (

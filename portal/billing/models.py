@@ -60,8 +60,23 @@ class Plan(CatalogueItem, db.Model):
     __table_args__ = (
         CheckConstraint("price_cents >= 0", name="billing_plan_price"),
         CheckConstraint("credits > 0", name="billing_plan_credits"),
+        CheckConstraint("rollover IN ('none', 'capped', 'full')", name="billing_plan_rollover"),
+        CheckConstraint(
+            "(rollover = 'capped') = (rollover_cap IS NOT NULL) AND "
+            "(rollover_cap IS NULL OR rollover_cap > 0)",
+            name="billing_plan_rollover_cap",
+        ),
     )
     interval: Mapped[str] = mapped_column(String(8), default="month")
+    # What happens to a period's unused credits when the next period is paid: ``none`` (they
+    # expire at the period's end), ``capped`` (up to ``rollover_cap`` carry over one more
+    # period), ``full`` (all carry over, period after period, while the subscription lives).
+    rollover: Mapped[str] = mapped_column(String(10), default="none")
+    rollover_cap: Mapped[int | None] = mapped_column(BigInteger)
+
+    @property
+    def credits_per_period(self) -> int:
+        return self.credits
 
 
 class Package(CatalogueItem, db.Model):
@@ -71,7 +86,12 @@ class Package(CatalogueItem, db.Model):
     __table_args__ = (
         CheckConstraint("price_cents >= 0", name="billing_package_price"),
         CheckConstraint("credits > 0", name="billing_package_credits"),
+        CheckConstraint(
+            "validity_days IS NULL OR validity_days > 0", name="billing_package_validity"
+        ),
     )
+    # Days the credits bought stay spendable; none: they never expire.
+    validity_days: Mapped[int | None]
 
 
 class BillingCustomer(db.Model):
@@ -196,3 +216,32 @@ class StripeEvent(db.Model):
     outcome: Mapped[str | None] = mapped_column(String(255))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Dispute(db.Model):
+    """A chargeback on a package payment, as Stripe's ``charge.dispute.*`` events left it.
+
+    While open, the payment's remaining credits are frozen (on hold, not spendable); ``won``
+    releases them, ``lost`` claws the payment's credits back. ``status`` moves only forward.
+    """
+
+    __tablename__ = "billing_disputes"
+    __table_args__ = (Index("ix_billing_disputes_org", "organization_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("billing_payments.id"))
+    stripe_dispute_id: Mapped[str] = mapped_column(String(255), unique=True)
+    charge_id: Mapped[str | None] = mapped_column(String(255))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    amount_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    frozen_credits: Mapped[int] = mapped_column(BigInteger, default=0)
+    clawed_back_credits: Mapped[int] = mapped_column(BigInteger, default=0)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    payment: Mapped[Payment | None] = relationship()

@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,10 +37,28 @@ LEDGER_KINDS = (
     "subscription",
     "signup_bonus",
     "adjustment",
+    "opening",
     "deduct",
     "refund",
+    "expire",
+    "clawback",
+    "freeze",
+    "unfreeze",
 )
-CREDIT_KINDS = ("grant", "purchase", "subscription", "signup_bonus", "adjustment")
+CREDIT_KINDS = ("grant", "purchase", "subscription", "signup_bonus", "adjustment", "opening")
+# Kinds of grant, and where each burns by default: free credits first (as at OpenAI), then
+# plan credits, purchased (and opening) credits last.
+GRANT_KINDS = CREDIT_KINDS
+DEFAULT_PRIORITY = {
+    "signup_bonus": 10,
+    "grant": 10,
+    "adjustment": 10,
+    "subscription": 20,
+    "purchase": 30,
+    "opening": 30,
+}
+ROLLOVER_POLICIES = ("none", "capped", "full")
+LEDGER_KIND_CHECK = "kind IN ({})".format(", ".join(f"'{kind}'" for kind in LEDGER_KINDS))
 FEATURE_KEY_PATTERN = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$"
 
 
@@ -52,6 +71,12 @@ class Organization(db.Model):
     name: Mapped[str] = mapped_column(String(200))
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Credits clawed back after they were spent (a refunded or lost payment); the next grant
+    # pays it first. ``balance`` already counts it (balance = grants' credits − debt).
+    debt: Mapped[int] = mapped_column(BigInteger, default=0)
+    # No later than the soonest expiry of a grant with credits left: the debit guard refuses
+    # once it has passed, so an expired grant is never spent, even before any sweep ran.
+    next_expiry_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @property
@@ -159,11 +184,7 @@ class LedgerEntry(db.Model):
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
-        CheckConstraint(
-            "kind IN ('grant', 'purchase', 'subscription', 'signup_bonus', 'adjustment', "
-            "'deduct', 'refund')",
-            name="ledger_kind",
-        ),
+        CheckConstraint(LEDGER_KIND_CHECK, name="ledger_kind"),
         # Exactly-once grants from outside events (a Stripe session, an invoice) by constraint.
         UniqueConstraint("kind", "source_ref", name="uq_ledger_kind_source_ref"),
         # Listings go newest first by (created_at, id); the rollup folds by id.
@@ -192,6 +213,12 @@ class LedgerEntry(db.Model):
         index=True,
     )
     reservation_id: Mapped[int | None] = mapped_column(ForeignKey("reservations.id"))
+    # The one grant this row concerns: a grant's own row, an expiry or claw-back, and a
+    # deduction or refund that took from (gave back to) a single grant. Several grants: rows
+    # in ``grant_allocations`` instead.
+    grant_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("credit_grants.id")
+    )
     source_ref: Mapped[str | None] = mapped_column(String(255))
     created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -201,6 +228,112 @@ class LedgerEntry(db.Model):
 @event.listens_for(LedgerEntry, "before_delete")
 def _ledger_is_append_only(mapper: Any, connection: Any, target: LedgerEntry) -> None:
     raise RuntimeError("ledger entries are append-only")
+
+
+class CreditGrant(db.Model):
+    """Credits that entered an organization, with their own burn priority and expiry.
+
+    Each credit of the balance sits in exactly one grant. ``amount`` never changes; what
+    became of it is counted in the other columns, and the database checks they add up:
+    ``amount = remaining + held + consumed - returned + expired + clawed_back + frozen``.
+    Only ``portal.credits.service`` writes them, under the organization row's lock.
+    """
+
+    __tablename__ = "credit_grants"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="grant_amount_positive"),
+        CheckConstraint(
+            "remaining >= 0 AND held >= 0 AND consumed >= 0 AND returned >= 0 "
+            "AND expired >= 0 AND clawed_back >= 0 AND frozen >= 0",
+            name="grant_parts_nonnegative",
+        ),
+        CheckConstraint(
+            "amount = remaining + held + consumed - returned + expired + clawed_back + frozen",
+            name="grant_adds_up",
+        ),
+        CheckConstraint(
+            "kind IN ({})".format(", ".join(f"'{kind}'" for kind in GRANT_KINDS)),
+            name="grant_kind",
+        ),
+        # The burn order's index; only grants with credits left are candidates.
+        Index(
+            "ix_credit_grants_burn",
+            "organization_id",
+            "priority",
+            "expires_at",
+            "created_at",
+            "id",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
+        Index("ix_credit_grants_org_created", "organization_id", "created_at", "id"),
+        Index("ix_credit_grants_source", "source_ref"),
+        Index("ix_credit_grants_subscription", "subscription_ref"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    held: Mapped[int] = mapped_column(BigInteger, default=0)  # by open reservations
+    consumed: Mapped[int] = mapped_column(BigInteger, default=0)
+    returned: Mapped[int] = mapped_column(BigInteger, default=0)  # refunded back into it
+    expired: Mapped[int] = mapped_column(BigInteger, default=0)
+    clawed_back: Mapped[int] = mapped_column(BigInteger, default=0)
+    frozen: Mapped[int] = mapped_column(BigInteger, default=0)  # on hold: disputed
+    priority: Mapped[int] = mapped_column(Integer)
+    effective_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    description: Mapped[str | None] = mapped_column(String(500))
+    # Where it came from: ``plan`` (+ subscription and period), ``package`` (+ payment),
+    # ``admin`` (+ user and reason), ``signup``, ``opening``, ``refund`` (an expired grant's
+    # credits given back), ``system``.
+    source_type: Mapped[str] = mapped_column(String(20))
+    source_ref: Mapped[str | None] = mapped_column(String(255))
+    subscription_ref: Mapped[str | None] = mapped_column(String(255))
+    period_start: Mapped[datetime | None]
+    period_end: Mapped[datetime | None]  # the period it now belongs to (moves on carry-over)
+    rollover: Mapped[str | None] = mapped_column(String(10))
+    rollover_cap: Mapped[int | None] = mapped_column(BigInteger)
+    carryovers: Mapped[int] = mapped_column(Integer, default=0)
+    returned_from_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("credit_grants.id")
+    )
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+class GrantAllocation(db.Model):
+    """How much one ledger row (or one open hold) took from (+) or gave back to (−) a grant.
+
+    Written only when a row touches several grants; a single-grant row names its grant in
+    ``ledger_entries.grant_id`` instead (the common case: one statement fewer to deduct).
+    Append-only, like the ledger.
+    """
+
+    __tablename__ = "grant_allocations"
+    __table_args__ = (
+        Index("ix_grant_allocations_entry", "ledger_entry_id"),
+        Index("ix_grant_allocations_reservation", "reservation_id"),
+        Index("ix_grant_allocations_grant", "grant_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    grant_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("credit_grants.id")
+    )
+    ledger_entry_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("ledger_entries.id")
+    )
+    reservation_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("reservations.id")
+    )
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Reservation(db.Model):

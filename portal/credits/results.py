@@ -6,7 +6,7 @@ record stores, so a replay is byte-for-byte the first answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -31,10 +31,27 @@ class Spend:
 
 
 @dataclass(frozen=True)
+class Expiry:
+    """The next credits to expire: how many, and when."""
+
+    amount: int
+    expires_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "amount": micros_to_decimal(self.amount),
+            "expires_at": isoformat_z(self.expires_at),
+        }
+
+
+@dataclass(frozen=True)
 class Balance:
     organization: str
     balance: int
     reserved: int
+    next_expiry: Expiry | None = None
+    on_hold: int = 0  # frozen by an open dispute: not in ``balance``, not spendable
+    owed: int = 0  # debt: clawed-back credits that were already spent
 
     @property
     def available(self) -> int:
@@ -46,6 +63,9 @@ class Balance:
             "balance": micros_to_decimal(self.balance),
             "reserved": micros_to_decimal(self.reserved),
             "available": micros_to_decimal(self.available),
+            "next_expiry": self.next_expiry.to_json() if self.next_expiry else None,
+            "on_hold": micros_to_decimal(self.on_hold),
+            "owed": micros_to_decimal(self.owed),
         }
 
 
@@ -98,11 +118,28 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class ReturnedCredits:
+    """Where refunded credits went: back into a grant (a new one if theirs had expired)."""
+
+    grant_id: int
+    amount: int
+    expires_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "grant_id": self.grant_id,
+            "amount": micros_to_decimal(self.amount),
+            "expires_at": isoformat_z(self.expires_at) if self.expires_at else None,
+        }
+
+
+@dataclass(frozen=True)
 class Refund:
     refund_id: int
     deduction_id: int
     credits_refunded: int
     remaining_credits: int
+    returned_to: list[ReturnedCredits] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +147,7 @@ class Refund:
             "deduction_id": self.deduction_id,
             "credits_refunded": micros_to_decimal(self.credits_refunded),
             "remaining_credits": micros_to_decimal(self.remaining_credits),
+            "returned_to": [part.to_json() for part in self.returned_to],
         }
 
 

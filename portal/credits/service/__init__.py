@@ -8,7 +8,12 @@ event's own commit. The verbs live by what they do:
   ledger appends and the transaction with its after-commit list;
 - ``spending``: check, deduct, batches and refunds;
 - ``holds``: reserve, capture, release;
-- ``grants``: credits entering an organization outside of usage, and history imports;
+- ``grants``: credits entering an organization outside of usage, plan periods, expiry
+  sweeps, and history imports (``history``);
+- ``claws``: taking a payment's credits back (refunds, lost disputes) and freezing them
+  while a dispute is open;
+- ``allocation``: which grants credits come from and go back to (burn order, holds, debt);
+- ``guard``: the debit's conditional UPDATE and its slow path;
 - ``departments``: departments and their monthly limits.
 """
 
@@ -24,15 +29,29 @@ from portal.credits.results import (
     Release,
     Spend,
 )
+from portal.credits.service.allocation import LedgerOutOfBalance
+from portal.credits.service.claws import clawback, freeze, unfreeze
 from portal.credits.service.departments import create_department, set_department_limit
-from portal.credits.service.grants import DuplicateGrant, grant, import_history
+from portal.credits.service.grants import (
+    DuplicateGrant,
+    Granted,
+    GrantTerms,
+    close_plan_period,
+    end_plan_credits,
+    expire_due,
+    expire_organization,
+    grant,
+    import_history,
+    plan_credit_expiry,
+)
+from portal.credits.service.guard import release_expired_holds
 from portal.credits.service.holds import capture, release, reserve
 from portal.credits.service.ledger import (
     active_feature,
     after_commit,
     department_lookup,
     find_department,
-    release_expired_holds,
+    in_transaction,
     transaction,
 )
 from portal.credits.service.spending import check, deduct, deduct_batch, get_balance, refund
@@ -44,8 +63,11 @@ __all__ = [
     "CheckResult",
     "Deduction",
     "DuplicateGrant",
+    "GrantTerms",
+    "Granted",
     "HistoricEntry",
     "Hold",
+    "LedgerOutOfBalance",
     "Refund",
     "Release",
     "Spend",
@@ -53,18 +75,27 @@ __all__ = [
     "after_commit",
     "capture",
     "check",
+    "clawback",
+    "close_plan_period",
     "create_department",
     "deduct",
     "deduct_batch",
     "department_lookup",
+    "end_plan_credits",
+    "expire_due",
+    "expire_organization",
     "find_department",
+    "freeze",
     "get_balance",
     "grant",
     "import_history",
+    "in_transaction",
+    "plan_credit_expiry",
     "refund",
     "release",
     "release_expired_holds",
     "reserve",
     "set_department_limit",
     "transaction",
+    "unfreeze",
 ]

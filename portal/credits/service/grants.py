@@ -1,45 +1,80 @@
-"""Credits entering (or, by adjustment, leaving) an organization outside of usage."""
+"""Credits entering (or, by adjustment, leaving) an organization outside of usage.
+
+Every credit that enters is a grant (``CreditGrant``) and one ledger row naming it. A negative
+adjustment takes credits in burn order. Plan periods end here too: when the next period is
+paid (or the subscription ends), the old period's plan credits expire or carry over according
+to the rollover policy they were granted under.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    func,
-    insert,
-    select,
-    update,
-)
+from flask import current_app
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from portal.credits.errors import (
-    InsufficientCredits,
-)
+from portal.credits.errors import InsufficientCredits
 from portal.credits.models import (
     CREDIT_KINDS,
+    DEFAULT_PRIORITY,
+    CreditGrant,
     Department,
     LedgerEntry,
     Organization,
 )
-from portal.credits.results import (
-    HistoricEntry,
-)
+from portal.credits.results import HistoricEntry
+from portal.credits.service import allocation
+from portal.credits.service.guard import debit
+from portal.credits.service.history import history_rows
 from portal.credits.service.ledger import (
     NO_SYNC,
     append,
     balance_row,
     credit,
-    debit,
     in_transaction,
+    run,
     transaction,
 )
 from portal.errors import Conflict
 from portal.extensions import db
 from portal.timeutil import month_key, utcnow
 
+_grants = CreditGrant.__table__
+SOURCE_BY_KIND = {
+    "signup_bonus": "signup",
+    "purchase": "package",
+    "subscription": "plan",
+    "grant": "admin",
+    "adjustment": "admin",
+    "opening": "opening",
+}
+
 
 class DuplicateGrant(Conflict):
     code = "already_granted"
+
+
+@dataclass(frozen=True)
+class GrantTerms:
+    """How a grant burns and ends; every field has the kind's default."""
+
+    expires_at: datetime | None = None
+    priority: int | None = None
+    source_type: str | None = None
+    subscription_ref: str | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    rollover: str | None = None
+    rollover_cap: int | None = None
+
+
+@dataclass(frozen=True)
+class Granted:
+    entry_id: int  # the ledger row
+    grant_id: int | None  # the new grant (None for a negative adjustment)
 
 
 def grant(
@@ -51,14 +86,15 @@ def grant(
     user_id: int | None = None,
     source_ref: str | None = None,
     metadata: dict[str, Any] | None = None,
+    terms: GrantTerms | None = None,
     allow_negative_balance: bool = False,
-) -> int:
-    """Add (or, for adjustments, take) credits outside of usage; returns the ledger row id.
+) -> Granted:
+    """Add credits as a new grant (or, for a negative adjustment, take them in burn order).
 
     ``source_ref`` makes a grant happen once per outside event (a paid invoice, a checkout
-    session): the unique constraint turns a second attempt into ``DuplicateGrant``.
-    A negative amount needs available credits unless ``allow_negative_balance`` (the one path
-    for clawing back a refunded payment).
+    session): the unique (kind, source_ref) of the ledger turns a second attempt into
+    ``DuplicateGrant``. A negative amount needs available credits unless
+    ``allow_negative_balance``: then what is missing becomes debt.
     """
     if kind not in CREDIT_KINDS:
         raise ValueError(f"{kind!r} is not a credit kind")
@@ -66,29 +102,90 @@ def grant(
         raise ValueError("only adjustments may be negative")
     if source_ref is not None and _granted(kind, source_ref):
         raise DuplicateGrant(f"Credits for {source_ref} were already granted.")
+    terms = terms or GrantTerms()
     joined = in_transaction()
     try:
         with transaction():
-            if amount < 0 and not allow_negative_balance:
-                balance, _ = debit(organization_id, -amount)
-            else:
-                balance, _ = credit(organization_id, amount)
-            return append(
-                organization_id,
-                kind,
-                amount,
-                balance,
-                description=description,
-                created_by_user_id=user_id,
-                source_ref=source_ref,
-                meta=metadata,
-            )
+            now = utcnow()
+            fields = {
+                "description": description,
+                "created_by_user_id": user_id,
+                "source_ref": source_ref,
+                "meta": metadata,
+                "created_at": now,
+            }
+            if amount < 0:
+                return Granted(
+                    _take_adjustment(organization_id, -amount, allow_negative_balance, fields),
+                    None,
+                )
+            return _add_grant(organization_id, amount, kind, terms, fields, user_id, now)
     except IntegrityError:
         # A concurrent twin won the unique (kind, source_ref). Joined to a caller's
         # transaction, the caller decides (the failed transaction can run nothing more).
         if not joined and source_ref is not None and _granted(kind, source_ref):
             raise DuplicateGrant(f"Credits for {source_ref} were already granted.") from None
         raise
+
+
+def _add_grant(
+    organization_id: int,
+    amount: int,
+    kind: str,
+    terms: GrantTerms,
+    fields: dict[str, Any],
+    user_id: int | None,
+    now: datetime,
+) -> Granted:
+    grant_id = run(
+        insert(_grants).returning(_grants.c.id),
+        allocation.new_grant_row(
+            organization_id,
+            kind,
+            amount,
+            priority=terms.priority if terms.priority is not None else DEFAULT_PRIORITY[kind],
+            expires_at=terms.expires_at,
+            description=fields["description"],
+            source_type=terms.source_type or SOURCE_BY_KIND[kind],
+            now=now,
+            source_ref=fields["source_ref"],
+            subscription_ref=terms.subscription_ref,
+            period_start=terms.period_start,
+            period_end=terms.period_end,
+            rollover=terms.rollover,
+            rollover_cap=terms.rollover_cap,
+            created_by_user_id=user_id,
+        ),
+    ).scalar_one()
+    balance, _ = credit(organization_id, amount)
+    entry_id = append(organization_id, kind, amount, balance, grant_id=grant_id, **fields)
+    allocation.note_expiry(organization_id, terms.expires_at)
+    allocation.settle_debt(organization_id, entry_id, now)
+    return Granted(entry_id, grant_id)
+
+
+def _take_adjustment(
+    organization_id: int, amount: int, allow_debt: bool, fields: dict[str, Any]
+) -> int:
+    """A negative adjustment: credits taken in burn order; with ``allow_debt`` the part that
+    is not there becomes debt instead of a refusal."""
+    if allow_debt:
+        allocation.lock_organization(organization_id)
+        parts, owed = allocation.take_or_owe(organization_id, amount)
+        balance, _ = credit(organization_id, -amount)
+    else:
+        balance, _ = debit(organization_id, amount)
+        parts, owed = allocation.take(organization_id, amount), 0
+    entry_id = append(
+        organization_id,
+        "adjustment",
+        -amount,
+        balance,
+        grant_id=allocation.single_grant(parts) if not owed else None,
+        **fields,
+    )
+    allocation.record(parts, ledger_entry_id=entry_id, now=fields["created_at"])
+    return entry_id
 
 
 def _granted(kind: str, source_ref: str) -> bool:
@@ -98,49 +195,186 @@ def _granted(kind: str, source_ref: str) -> bool:
     return found is not None
 
 
+# --- expiry ----------------------------------------------------------------------------------
+
+
+def expire_due(now: datetime | None = None) -> int:
+    """Sweep every organization with an expiry due (``flask credits expire``); returns how
+    many micro-credits expired. One transaction per organization, so a long sweep never holds
+    many organizations' locks at once."""
+    now = now or utcnow()
+    due = db.session.scalars(
+        select(Organization.id).where(Organization.next_expiry_at <= now).order_by(Organization.id)
+    ).all()
+    db.session.rollback()
+    total = 0
+    for organization_id in due:
+        with transaction():
+            total += allocation.expire_grants(organization_id, now)
+    return total
+
+
+def expire_organization(organization_id: int, now: datetime | None = None) -> int:
+    with transaction():
+        return allocation.expire_grants(organization_id, now or utcnow())
+
+
+# --- plan periods ----------------------------------------------------------------------------
+
+
+def renewal_grace() -> timedelta:
+    """How long carried-over plan credits wait past a period's end for its renewal to be paid
+    (Stripe finalizes a renewal invoice about an hour after the period and retries a failed
+    payment for days)."""
+    return timedelta(hours=int(current_app.config["PORTAL_PLAN_RENEWAL_GRACE_HOURS"]))
+
+
+def plan_credit_expiry(period_end: datetime | None, rollover: str) -> datetime | None:
+    """The backstop expiry of a period's plan credits: its end (plus the renewal grace when
+    some of them may carry over)."""
+    if period_end is None:
+        return None
+    return period_end if rollover == "none" else period_end + renewal_grace()
+
+
+def close_plan_period(
+    organization_id: int,
+    subscription_ref: str,
+    new_period_start: datetime | None,
+    new_period_end: datetime | None,
+) -> int:
+    """The next period is paid: earlier periods' plan credits expire or carry over; returns
+    how many micro-credits expired. Idempotent: a carried grant moves into the new period."""
+    now = utcnow()
+    with transaction():
+        allocation.lock_organization(organization_id)
+        expired = 0
+        for grant in _plan_grants(organization_id, subscription_ref):
+            if (
+                grant.period_end is not None
+                and new_period_end is not None
+                and grant.period_end >= new_period_end
+            ):
+                continue  # this period's own grant, or carried into it already
+            carry = _carry_over(grant)
+            if carry == 0 or new_period_end is None:
+                expired += _expire_now(organization_id, grant, grant.remaining, now)
+                continue
+            expired += _expire_now(organization_id, grant, grant.remaining - carry, now)
+            expires_at = new_period_end + renewal_grace()
+            run(
+                update(_grants)
+                .where(_grants.c.id == grant.id)
+                .values(
+                    period_end=new_period_end,
+                    expires_at=expires_at,
+                    carryovers=_grants.c.carryovers + 1,
+                ),
+                {},
+            )
+            allocation.note_expiry(organization_id, expires_at)
+        return expired
+
+
+def _carry_over(grant: Any) -> int:
+    if grant.rollover == "full":
+        return grant.remaining
+    if grant.rollover == "capped" and grant.carryovers == 0:
+        return min(grant.remaining, grant.rollover_cap or 0)
+    return 0
+
+
+def end_plan_credits(
+    organization_id: int,
+    subscription_ref: str,
+    period_end: datetime | None,
+    ended_at: datetime | None,
+) -> int:
+    """The subscription ended: its plan credits last until the end of the period that was
+    paid for, never longer; ended at (or after) that end, they expire now."""
+    now = utcnow()
+    with transaction():
+        allocation.lock_organization(organization_id)
+        expired = 0
+        for grant in _plan_grants(organization_id, subscription_ref):
+            natural_end = period_end is None or ended_at is None or ended_at >= period_end
+            if natural_end:
+                expired += _expire_now(organization_id, grant, grant.remaining, now)
+                continue
+            if grant.expires_at is None or grant.expires_at > period_end:
+                run(
+                    update(_grants)
+                    .where(_grants.c.id == grant.id)
+                    .values(expires_at=period_end, rollover="none"),
+                    {},
+                )
+                allocation.note_expiry(organization_id, period_end)
+        return expired
+
+
+def _plan_grants(organization_id: int, subscription_ref: str) -> list[Any]:
+    return run(
+        select(_grants)
+        .where(
+            _grants.c.organization_id == organization_id,
+            _grants.c.subscription_ref == subscription_ref,
+            (_grants.c.remaining > 0) | (_grants.c.held > 0),
+        )
+        .order_by(_grants.c.id)
+        .with_for_update(),
+        {},
+    ).all()
+
+
+def _expire_now(organization_id: int, grant: Any, amount: int, now: datetime) -> int:
+    """Expire ``amount`` of the grant's remaining credits now; a hold keeps what it holds
+    until it ends (the grant's expiry moves to now, so the hold's end expires it)."""
+    values: dict[str, Any] = {
+        "remaining": _grants.c.remaining - amount,
+        "expired": _grants.c.expired + amount,
+    }
+    if amount == grant.remaining and (grant.expires_at is None or grant.expires_at > now):
+        values["expires_at"] = now  # all of it ends now, held credits when their hold ends
+    run(update(_grants).where(_grants.c.id == grant.id).values(values), {})
+    if amount:
+        balance, _ = credit(organization_id, -amount)
+        allocation.append_expiries(
+            organization_id,
+            [allocation.Part(grant.id, amount)],
+            balance,
+            now,
+            "Plan credits of an ended period expired",
+        )
+    return amount
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
 def import_history(organization_id: int, entries: list[HistoricEntry]) -> int:
     """Append past entries in time order in one transaction; the balance never dips below 0.
 
-    Used to bring an organization over from another system (and by ``flask demo``). The
+    Used to bring an organization over from another system (and by ``flask demo``). Credit
+    entries become grants that never expire; deductions take from them in burn order. The
     balance row is locked and updated once, by the sum of what was appended.
     """
     entries = sorted(entries, key=lambda entry: entry.created_at)
+    for entry in entries:
+        if entry.kind not in ("deduct", "refund", *CREDIT_KINDS):
+            raise ValueError(f"unknown ledger kind {entry.kind!r}")
     with transaction():
-        db.session.execute(
-            select(Organization.id).where(Organization.id == organization_id).with_for_update()
-        )
+        allocation.lock_organization(organization_id)
         balance, _reserved = balance_row(organization_id)
-        start = balance
-        rows = []
+        running = balance
         for entry in entries:
-            if entry.kind not in ("deduct", "refund", *CREDIT_KINDS):
-                raise ValueError(f"unknown ledger kind {entry.kind!r}")
-            balance += entry.amount
-            if balance < 0:
-                raise InsufficientCredits(-entry.amount, balance - entry.amount)
-            rows.append(
-                {
-                    "organization_id": organization_id,
-                    "kind": entry.kind,
-                    "amount": entry.amount,
-                    "balance_after": balance,
-                    "feature_key": entry.feature_key,
-                    "unit_price": entry.unit_price,
-                    "quantity": entry.quantity,
-                    "department_id": entry.department_id,
-                    "user_ref": entry.user_ref,
-                    "description": entry.description,
-                    "source_ref": entry.source_ref,
-                    "created_at": entry.created_at,
-                    # Only when given: a JSON column would store None as JSON null, not NULL.
-                    **({"meta": entry.metadata} if entry.metadata is not None else {}),
-                }
-            )
-        if rows:
-            db.session.execute(insert(LedgerEntry), rows)
-            credit(organization_id, balance - start)
+            running += entry.amount
+            if running < 0:
+                raise InsufficientCredits(-entry.amount, running - entry.amount)
+        if entries:
+            history_rows(organization_id, entries, balance)
+            credit(organization_id, running - balance)
             _recount_department_usage(organization_id)
-    return len(rows)
+    return len(entries)
 
 
 def _recount_department_usage(organization_id: int) -> None:

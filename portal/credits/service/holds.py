@@ -25,14 +25,14 @@ from portal.credits.results import (
     Hold,
     Release,
 )
+from portal.credits.service import allocation
+from portal.credits.service.guard import debit, release_expired_holds
 from portal.credits.service.ledger import (
     NO_SYNC,
     active_feature,
     append,
     charge_cost,
     credit,
-    debit,
-    release_expired_holds,
     transaction,
 )
 from portal.extensions import db
@@ -68,6 +68,8 @@ def reserve(
             )
             .returning(Reservation.id)
         )
+        parts = allocation.take(organization.id, amount, hold=True)
+        allocation.record(parts, reservation_id=reservation_id, now=now)
         result = Hold(reservation_id, amount, expires_at, balance - reserved)
         if idempotency is not None:
             idempotency.complete(result.to_json())
@@ -122,17 +124,28 @@ def capture(
         reservation = _close_reservation(organization, reservation_id, "captured", quantity)
         used = reservation.quantity if quantity is None else quantity
         cost = cost_micros(reservation.unit_price, used)
-        balance, reserved = credit(organization.id, -cost, release=reservation.amount)
+        now = utcnow()
+        allocation.lock_organization(organization.id)  # before its grants: the lock order
+        ended = allocation.end_hold(organization.id, reservation.id, cost, now)
+        gone = sum(part.amount for part in ended.expired)
+        balance, reserved = credit(organization.id, -cost - gone, release=reservation.amount)
         deduction_id = append(
             organization.id,
             "deduct",
             -cost,
-            balance,
+            balance + gone,
             feature_key=reservation.feature_key,
             unit_price=reservation.unit_price,
             quantity=used,
             reservation_id=reservation.id,
+            grant_id=allocation.single_grant(ended.consumed),
+            created_at=now,
         )
+        allocation.record(ended.consumed, ledger_entry_id=deduction_id, now=now)
+        allocation.append_expiries(
+            organization.id, ended.expired, balance, now, "Held credits expired with their hold"
+        )
+        allocation.settle_debt(organization.id, deduction_id, now)
         result = Capture(
             reservation.id, deduction_id, cost, reservation.amount - cost, balance - reserved
         )
@@ -146,7 +159,15 @@ def release(
 ) -> Release:
     with transaction(idempotency):
         reservation = _close_reservation(organization, reservation_id, "released")
-        balance, reserved = credit(organization.id, 0, release=reservation.amount)
+        now = utcnow()
+        allocation.lock_organization(organization.id)  # before its grants: the lock order
+        ended = allocation.end_hold(organization.id, reservation.id, 0, now)
+        gone = sum(part.amount for part in ended.expired)
+        balance, reserved = credit(organization.id, -gone, release=reservation.amount)
+        allocation.append_expiries(
+            organization.id, ended.expired, balance, now, "Held credits expired with their hold"
+        )
+        allocation.settle_debt(organization.id, None, now)
         result = Release(reservation.id, reservation.amount, balance - reserved)
         if idempotency is not None:
             idempotency.complete(result.to_json())

@@ -37,7 +37,6 @@ from portal.credits.errors import (
     DepartmentLimitExceeded,
     DepartmentNotFound,
     FeatureNotFound,
-    InsufficientCredits,
 )
 from portal.credits.idempotency import IdempotencySlot
 from portal.credits.models import (
@@ -62,11 +61,16 @@ NO_SYNC = {"synchronize_session": False}
 # connection (``_run``): the same transaction, without the ORM's per-statement machinery.
 _organizations = Organization.__table__
 _ledger = LedgerEntry.__table__
-_DEBIT = (
+DEBIT = (
     update(_organizations)
     .where(
         _organizations.c.id == bindparam("organization_id"),
         _organizations.c.balance - _organizations.c.reserved >= bindparam("needed"),
+        # An expiry due: the slow path sweeps it first, so expired credits are never spent.
+        or_(
+            _organizations.c.next_expiry_at.is_(None),
+            _organizations.c.next_expiry_at > bindparam("now"),
+        ),
     )
     .values(
         balance=_organizations.c.balance - bindparam("cost"),
@@ -187,49 +191,7 @@ def balance_row(organization_id: int) -> tuple[int, int]:
     return row.balance, row.reserved
 
 
-def release_expired_holds(organization_id: int, now: datetime | None = None) -> int:
-    """Expire this organization's lapsed reservations and return what they freed."""
-    now = now or utcnow()
-    freed = db.session.scalars(
-        update(Reservation)
-        .where(
-            Reservation.organization_id == organization_id,
-            Reservation.status == "open",
-            Reservation.expires_at <= now,
-        )
-        .values(status="expired", closed_at=now)
-        .returning(Reservation.amount)
-        .execution_options(**NO_SYNC)
-    ).all()
-    total = sum(freed)
-    if total:
-        db.session.execute(
-            update(Organization)
-            .where(Organization.id == organization_id)
-            .values(reserved=Organization.reserved - total)
-            .execution_options(**NO_SYNC)
-        )
-    return total
-
-
 # --- the guarded primitives ------------------------------------------------------------------
-
-
-def debit(organization_id: int, cost: int, *, hold: int = 0) -> tuple[int, int]:
-    """Take ``cost`` from balance if available covers it (``hold`` moves into ``reserved``).
-
-    Returns (balance, reserved) after. Expired holds only ever make ``available`` look smaller,
-    so they are swept only when the fast conditional UPDATE fails; the hot path stays one
-    statement. The ``reserved`` returned leaves out lapsed holds (see ``_unlapsed``).
-    """
-    params = {"organization_id": organization_id, "cost": cost, "hold": hold, "needed": cost + hold}
-    row = run(_DEBIT, params).one_or_none()
-    if row is None and release_expired_holds(organization_id):
-        row = run(_DEBIT, params).one_or_none()
-    if row is None:
-        balance, reserved = balance_row(organization_id)
-        raise InsufficientCredits(cost + hold, balance - reserved)
-    return row.balance, unlapsed(organization_id, row.reserved, hold)
 
 
 def unlapsed(organization_id: int, reserved: int, fresh: int = 0) -> int:

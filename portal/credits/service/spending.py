@@ -1,41 +1,30 @@
-"""Spending: check, deduct (one line or a batch, all or none) and refund."""
+"""Spending: check, deduct (one line or a batch, all or none) and refund.
+
+A deduction takes its credits from the organization's grants in burn order and says which (one
+grant: the ledger row names it; several: allocation rows). A refund gives them back to those
+same grants, the last taken first; a part whose grant has expired since comes back as a new
+grant valid for ``PORTAL_REFUND_GRACE_DAYS``, never silently lost.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    func,
-    select,
-)
+from datetime import datetime
 
-from portal.credits.errors import (
-    AlreadyRefunded,
-    DeductionNotFound,
-    RefundExceedsDeduction,
-)
+from sqlalchemy import func, select
+
+from portal.credits.errors import AlreadyRefunded, DeductionNotFound, RefundExceedsDeduction
 from portal.credits.idempotency import IdempotencySlot
-from portal.credits.models import (
-    Department,
-    LedgerEntry,
-    Organization,
-)
-from portal.credits.results import (
-    Balance,
-    Batch,
-    CheckResult,
-    Deduction,
-    Refund,
-    Spend,
-)
+from portal.credits.models import CreditGrant, Department, LedgerEntry, Organization
+from portal.credits.results import Balance, Batch, CheckResult, Deduction, Expiry, Refund, Spend
+from portal.credits.service import allocation
+from portal.credits.service.guard import debit, release_expired_holds
 from portal.credits.service.ledger import (
     active_feature,
     append,
-    balance_row,
     charge_cost,
     charge_department,
     credit,
-    debit,
     find_department,
-    release_expired_holds,
     transaction,
     uncharge_department,
 )
@@ -44,12 +33,66 @@ from portal.timeutil import month_key, utcnow
 
 
 def get_balance(organization: Organization) -> Balance:
-    balance, reserved = balance_row(organization.id)
-    if reserved:
+    """The balance as of now: lapsed holds and expired grants are swept first if any are due."""
+    now = utcnow()
+    row = _balance_state(organization.id)
+    if row.reserved or (row.next_expiry_at is not None and row.next_expiry_at <= now):
         with transaction():
-            if release_expired_holds(organization.id):
-                balance, reserved = balance_row(organization.id)
-    return Balance(organization.slug, balance, reserved)
+            if row.reserved:
+                release_expired_holds(organization.id, now)
+            if row.next_expiry_at is not None and row.next_expiry_at <= now:
+                allocation.expire_grants(organization.id, now)
+        row = _balance_state(organization.id)
+    return Balance(
+        organization.slug,
+        row.balance,
+        row.reserved,
+        next_expiry=_next_expiry(organization.id, now),
+        on_hold=_on_hold(organization.id),
+        owed=row.debt,
+    )
+
+
+def _balance_state(organization_id: int):
+    return db.session.execute(
+        select(
+            Organization.balance,
+            Organization.reserved,
+            Organization.debt,
+            Organization.next_expiry_at,
+        ).where(Organization.id == organization_id)
+    ).one()
+
+
+def _next_expiry(organization_id: int, now: datetime) -> Expiry | None:
+    """The soonest expiry among grants with credits left, and how many expire then."""
+    soonest = db.session.scalar(
+        select(func.min(CreditGrant.expires_at)).where(
+            CreditGrant.organization_id == organization_id,
+            CreditGrant.remaining > 0,
+            CreditGrant.expires_at > now,
+        )
+    )
+    if soonest is None:
+        return None
+    amount = db.session.scalar(
+        select(func.sum(CreditGrant.remaining)).where(
+            CreditGrant.organization_id == organization_id,
+            CreditGrant.remaining > 0,
+            CreditGrant.expires_at == soonest,
+        )
+    )
+    return Expiry(int(amount or 0), soonest)
+
+
+def _on_hold(organization_id: int) -> int:
+    return int(
+        db.session.scalar(
+            select(func.coalesce(func.sum(CreditGrant.frozen), 0)).where(
+                CreditGrant.organization_id == organization_id, CreditGrant.frozen > 0
+            )
+        )
+    )
 
 
 def check(organization: Organization, spend: Spend) -> CheckResult:
@@ -121,6 +164,7 @@ def _charge_lines(
         running -= cost
         feature = features[spend.feature_key]
         department = departments.get(spend.department) if spend.department else None
+        parts = allocation.take(organization.id, cost)
         entry_id = append(
             organization.id,
             "deduct",
@@ -133,8 +177,10 @@ def _charge_lines(
             user_ref=spend.user_ref,
             description=spend.description,
             meta=spend.metadata,
+            grant_id=allocation.single_grant(parts),
             created_at=now,
         )
+        allocation.record(parts, ledger_entry_id=entry_id, now=now)
         results.append(
             Deduction(entry_id, feature.feature_key, spend.quantity, cost, running - reserved)
         )
@@ -166,9 +212,7 @@ def refund(
                 .with_for_update()
             )
         # Serializes refunds of this organization, so the sum below cannot go stale.
-        db.session.execute(
-            select(Organization.id).where(Organization.id == organization.id).with_for_update()
-        )
+        allocation.lock_organization(organization.id)
         # int(): PostgreSQL sums BIGINT as NUMERIC, which would reach the API as a Decimal.
         refunded = int(
             db.session.scalar(
@@ -186,7 +230,12 @@ def refund(
         now = utcnow()
         if deduction.department_id is not None:
             uncharge_department(deduction.department_id, amount, deduction.created_at, now)
+        parts = _refund_parts(allocation.parts_of(deduction), refunded, amount)
+        returned = allocation.give_back(
+            organization.id, parts, now, description=f"Refund of deduction {deduction.id}"
+        )
         balance, reserved = credit(organization.id, amount)
+        receiving = [allocation.Part(part.grant_id, part.amount) for part in returned]
         refund_id = append(
             organization.id,
             "refund",
@@ -198,9 +247,33 @@ def refund(
             user_ref=deduction.user_ref,
             description=reason,
             refund_of_id=deduction.id,
+            grant_id=allocation.single_grant(receiving),
             created_at=now,
         )
-        result = Refund(refund_id, deduction.id, amount, balance - reserved)
+        allocation.record(receiving, ledger_entry_id=refund_id, sign=-1, now=now)
+        allocation.settle_debt(organization.id, refund_id, now)
+        result = Refund(refund_id, deduction.id, amount, balance - reserved, returned)
         if idempotency is not None:
             idempotency.complete(result.to_json())
     return result
+
+
+def _refund_parts(
+    taken: list[allocation.Part], refunded: int, amount: int
+) -> list[allocation.Part]:
+    """Which grants ``amount`` goes back to: the last taken first, after what earlier refunds
+    of the same deduction already gave back (``refunded``)."""
+    parts, skip, left = [], refunded, amount
+    for part in reversed(taken):
+        piece = part.amount
+        if skip:
+            used = min(skip, piece)
+            skip -= used
+            piece -= used
+        give = min(piece, left)
+        if give:
+            parts.append(allocation.Part(part.grant_id, give))
+            left -= give
+        if not left:
+            break
+    return parts

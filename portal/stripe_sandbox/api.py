@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import request
 
-from portal.stripe_sandbox import catalog, checkout, payments, store, subscriptions
+from portal.stripe_sandbox import catalog, checkout, disputes, payments, store, subscriptions
 from portal.stripe_sandbox.blueprint import api_view, bp, error_response
 from portal.stripe_sandbox.errors import SandboxError
 from portal.stripe_sandbox.models import SandboxObject
@@ -216,7 +216,7 @@ def invoices_retrieve(p: Params, invoice_id: str) -> Doc:
     return _retrieve("invoice", invoice_id, p)
 
 
-# --- payments, refunds, events --------------------------------------------------------------
+# --- payments, refunds, disputes, events -----------------------------------------------------
 
 
 @bp.get("/v1/payment_intents/<intent_id>")
@@ -241,6 +241,32 @@ def refunds_create(p: Params) -> Doc:
 @api_view
 def refunds_retrieve(p: Params, refund_id: str) -> Doc:
     return _retrieve("refund", refund_id, p)
+
+
+@bp.get("/v1/disputes")
+@api_view
+def disputes_list(p: Params) -> Doc:
+    p.allow("charge", "payment_intent", "limit", "starting_after", "ending_before")
+    charge, intent = p.string("charge"), p.string("payment_intent")
+
+    def keep(dispute: Doc) -> bool:
+        return charge in (None, dispute["charge"]) and intent in (None, dispute["payment_intent"])
+
+    return _list("dispute", "/v1/disputes", p, where=keep)
+
+
+@bp.get("/v1/disputes/<dispute_id>")
+@api_view
+def disputes_retrieve(p: Params, dispute_id: str) -> Doc:
+    return _retrieve("dispute", dispute_id, p)
+
+
+@bp.post("/v1/disputes/<dispute_id>/close")
+@api_view
+def disputes_close(p: Params, dispute_id: str) -> Doc:
+    p.allow()
+    # Closing through the API is the merchant accepting the dispute: it is lost.
+    return render(disputes.close(dispute_id, "lost"), p.expand())
 
 
 @bp.get("/v1/events")

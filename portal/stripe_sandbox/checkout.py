@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from portal.stripe_sandbox import catalog, events, payments, store, subscriptions
+from portal.stripe_sandbox import catalog, disputes, events, payments, store, subscriptions
 from portal.stripe_sandbox.errors import SandboxError
 from portal.stripe_sandbox.params import Params, merge_metadata
 
@@ -158,6 +158,7 @@ def pay(session_id: str, card_number: str | None) -> str:
             description=line["description"],
         )
         session["payment_intent"] = intent["id"]
+        charge_id = intent["latest_charge"]
     else:
         subscription, invoice = subscriptions.start(
             customer=customer,
@@ -167,6 +168,7 @@ def pay(session_id: str, card_number: str | None) -> str:
             card=card,
         )
         session.update(subscription=subscription["id"], invoice=invoice["id"])
+        charge_id = invoice["charge"]
     email = session["customer_email"] or store.get("customer", customer).data.get("email")
     session.update(
         status="complete",
@@ -177,6 +179,7 @@ def pay(session_id: str, card_number: str | None) -> str:
     )
     store.save(row, session)
     events.emit("checkout.session.completed", session)
+    disputes.open_if_disputing(card, charge_id)
     return success_redirect(session)
 
 

@@ -1,4 +1,8 @@
-"""Test cards, payment intents with their charge, and refunds (which emit ``charge.refunded``)."""
+"""Test cards, payment intents with their charge, and refunds (which emit ``charge.refunded``).
+
+Disputes (``disputes.py``) are opened by the caller that took the payment, once it has emitted
+its own events: at Stripe a chargeback arrives after the payment, never before.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from portal.stripe_sandbox.params import Params, merge_metadata
 
 # Stripe's documented test cards: these succeed …
 SUCCEEDING_CARDS = {"4242424242424242": "visa", "5555555555554444": "mastercard"}
+# … this one pays, then its cardholder disputes the charge as fraudulent …
+DISPUTING_CARDS = {"4000000000000259": "visa"}
 # … and these are declined, with Stripe's messages.
 DECLINED_CARDS = {
     "4000000000000002": ("Your card was declined.", "generic_decline"),
@@ -27,6 +33,8 @@ REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 class Card:
     brand: str
     last4: str
+    # Every charge on this card is disputed after it succeeds (4000 0000 0000 0259).
+    opens_dispute: bool = False
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -44,6 +52,8 @@ def check_card(number: str | None) -> Card:
         raise CardDeclined("Enter a card number.", "incorrect_number")
     if digits in SUCCEEDING_CARDS:
         return Card(SUCCEEDING_CARDS[digits], digits[-4:])
+    if digits in DISPUTING_CARDS:
+        return Card(DISPUTING_CARDS[digits], digits[-4:], opens_dispute=True)
     if digits in DECLINED_CARDS:
         raise CardDeclined(*DECLINED_CARDS[digits])
     if not digits.isdigit() or not 12 <= len(digits) <= 19 or not _luhn_ok(digits):
@@ -80,6 +90,7 @@ def create_payment(
         "currency": currency,
         "customer": customer,
         "description": description,
+        "disputed": False,
         "invoice": invoice,
         "livemode": False,
         "metadata": dict(metadata or {}),
@@ -128,6 +139,12 @@ def refund(p: Params) -> dict[str, Any]:
     p.allow("charge", "payment_intent", "amount", "reason", "metadata")
     row = _charge_to_refund(p)
     charge = store.doc(row)
+    if charge.get("disputed"):
+        # A chargeback already returned the money: Stripe refuses to refund it a second time.
+        raise SandboxError(
+            f"Charge {charge['id']} has been charged back; it cannot be refunded.",
+            code="charge_disputed",
+        )
     remaining = charge["amount"] - charge["amount_refunded"]
     if remaining <= 0:
         raise SandboxError(

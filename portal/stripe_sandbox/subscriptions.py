@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from portal.stripe_sandbox import events, invoices, store
+from portal.stripe_sandbox import disputes, events, invoices, store
 from portal.stripe_sandbox.errors import SandboxError
 from portal.stripe_sandbox.models import SandboxObject
 from portal.stripe_sandbox.params import Params, merge_metadata
@@ -31,6 +31,7 @@ def _save_card(customer: str, card: Card, created: int) -> str:
         "livemode": False,
         "metadata": {},
         "type": "card",
+        "_opens_dispute": card.opens_dispute,  # hidden: the card's test behaviour, for renewals
     }
     store.add(method)
     return method["id"]
@@ -40,7 +41,8 @@ def _card_of(subscription: dict[str, Any]) -> Card:
     row = store.find(subscription.get("default_payment_method") or "")
     if row is None:
         return DEFAULT_CARD
-    return Card(row.data["card"]["brand"], row.data["card"]["last4"])
+    card = row.data["card"]
+    return Card(card["brand"], card["last4"], row.data.get("_opens_dispute", False))
 
 
 def _set_period(subscription: dict[str, Any], start: int, end: int) -> None:
@@ -225,17 +227,24 @@ def renew_due(row: SandboxObject, until: int, *, fail_payment: bool) -> int:
         events.emit(
             "customer.subscription.updated", subscription, previous=previous, created=boundary
         )
+        disputes.open_if_disputing(card, invoice["charge"], created=boundary)
         renewals += 1
     return renewals
 
 
 def recover(invoice_row: SandboxObject, card: Card | None = None) -> dict[str, Any]:
     """Pay an open invoice; a past-due subscription with nothing else owed becomes active."""
-    invoice = invoices.settle(invoice_row, card or DEFAULT_CARD, store.now())
+    card = card or DEFAULT_CARD
+    invoice = invoices.settle(invoice_row, card, store.now())
     events.emit("invoice.paid", invoice)
-    if not invoice.get("subscription"):
-        return invoice
-    row = store.get("subscription", invoice["subscription"], lock=True)
+    if invoice.get("subscription"):
+        _reactivate(invoice["subscription"])
+    disputes.open_if_disputing(card, invoice["charge"])
+    return invoice
+
+
+def _reactivate(subscription_id: str) -> None:
+    row = store.get("subscription", subscription_id, lock=True)
     subscription = store.doc(row)
     still_open = [
         other
@@ -246,4 +255,3 @@ def recover(invoice_row: SandboxObject, card: Card | None = None) -> dict[str, A
         subscription["status"] = "active"
         store.save(row, subscription)
         events.emit("customer.subscription.updated", subscription, previous={"status": "past_due"})
-    return invoice

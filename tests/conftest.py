@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from portal import create_app
+from portal import create_app, timeutil
 from portal.credits import apikeys, organizations, pricing
 from portal.credits.models import (
     CreditGrant,
@@ -396,6 +397,32 @@ def expire_hold(app: Flask) -> Callable[[int], None]:
         db.session.commit()
 
     return expire
+
+
+class Clock:
+    """A stopped "now" that tests move by hand: ``clock.advance(days=31)``."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Stop the portal's clock. Modules import ``utcnow`` by name, so every loaded ``portal.*``
+    module's own reference is replaced (``portal.timeutil``'s too, for modules loaded later)."""
+    real = timeutil.utcnow
+    stopped = Clock(real())
+    for name, module in list(sys.modules.items()):
+        if name.startswith("portal.") and getattr(module, "utcnow", None) is real:
+            monkeypatch.setattr(module, "utcnow", stopped)
+    return stopped
 
 
 @dataclass

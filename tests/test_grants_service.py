@@ -411,3 +411,52 @@ def test_a_negative_adjustment_with_debt_allowed_owes_the_rest(org, clock):
     assert (balance.balance, balance.owed) == (-c(6), c(6))
     count = db.session.scalar(select(func.count()).select_from(LedgerEntry))
     assert count == 2
+
+
+# --- expired credits on the paths that do not debit ------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["clawback", "adjustment"])
+def test_expired_credits_never_pay_a_debt(org, clock, how):
+    paid = give(org.id, c(100), "purchase", source_ref="checkout:cs_1")
+    deduct(org, c(100))
+    expiring = give(org.id, c(10), expires_at=clock.now + days(1))
+    clock.advance(days=2)  # nothing has looked at the balance since
+
+    if how == "clawback":
+        assert clawback(org, c(100)).owed == c(100)
+        assert parts(paid) == {"consumed": c(100)}
+    else:
+        service.grant(org.id, -c(100), "adjustment", description="x", allow_negative_balance=True)
+
+    assert parts(expiring) == {"expired": c(10)}
+    balance = assert_books(org.id, clock.now)
+    assert (balance.balance, balance.owed) == (-c(100), c(100))
+
+
+def test_unfrozen_credits_of_an_expired_grant_never_pay_a_debt(org, clock):
+    spent = give(org.id, c(30), "purchase", source_ref="checkout:cs_2")
+    deduct(org, c(30))
+    disputed = give(
+        org.id, c(50), "purchase", source_ref="checkout:cs_1", expires_at=clock.now + days(1)
+    )
+    service.freeze(org.id, "checkout:cs_1", source_ref="dispute:dp_1", description="opened")
+    service.clawback(org.id, "checkout:cs_2", c(30), source_ref="refund:re_2", description="x")
+    clock.advance(days=2)
+    assert service.unfreeze(
+        org.id, "checkout:cs_1", source_ref="dispute:dp_1", description="won"
+    ) == c(50)
+    assert parts(disputed) == {"expired": c(50)}  # expired while frozen: they pay nothing
+    assert parts(spent) == {"consumed": c(30)}
+    balance = assert_books(org.id, clock.now)
+    assert (balance.balance, balance.owed) == (-c(30), c(30))
+
+
+def test_expired_credits_cannot_be_frozen(org, clock):
+    expiring = give(
+        org.id, c(50), "purchase", source_ref="checkout:cs_1", expires_at=clock.now + days(1)
+    )
+    clock.advance(days=2)
+    assert service.freeze(org.id, "checkout:cs_1", source_ref="dispute:dp_1", description="x") == 0
+    assert parts(expiring) == {"expired": c(50)}
+    assert assert_books(org.id, clock.now).on_hold == 0

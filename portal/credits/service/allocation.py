@@ -333,6 +333,18 @@ def expire_grants(organization_id: int, now: datetime) -> int:
     return total
 
 
+def expire_if_due(organization_id: int, now: datetime) -> int:
+    """Sweep first when an expiry is due, on paths that take credits without the debit guard
+    (claw-backs, freezes, debts): expired credits must never be taken, whether or not
+    anything has looked at the balance since they expired."""
+    due = run(
+        select(_organizations.c.next_expiry_at).where(_organizations.c.id == organization_id), {}
+    ).scalar_one()
+    if due is None or due > now:
+        return 0
+    return expire_grants(organization_id, now)
+
+
 # --- giving back -----------------------------------------------------------------------------
 
 
@@ -421,6 +433,7 @@ def settle_debt(organization_id: int, paid_by: int | None, now: datetime) -> int
     ).scalar_one()
     if not debt:
         return 0
+    expire_if_due(organization_id, now)  # e.g. unfrozen credits of a grant that expired
     spendable = run(
         select(func.coalesce(func.sum(_grants.c.remaining), 0)).where(
             _grants.c.organization_id == organization_id

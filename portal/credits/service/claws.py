@@ -83,6 +83,7 @@ def clawback(
     with transaction():
         now = utcnow()
         allocation.lock_organization(organization_id)
+        allocation.expire_if_due(organization_id, now)
         grant = _payment_grant(organization_id, grant_ref)
         from_frozen = min(grant.frozen, amount)
         from_own = min(grant.remaining, amount - from_frozen)
@@ -148,6 +149,7 @@ def freeze(
     with transaction():
         now = utcnow()
         allocation.lock_organization(organization_id)
+        allocation.expire_if_due(organization_id, now)
         grant = _payment_grant(organization_id, grant_ref)
         amount = grant.remaining
         run(

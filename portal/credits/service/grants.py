@@ -171,6 +171,7 @@ def _take_adjustment(
     is not there becomes debt instead of a refusal."""
     if allow_debt:
         allocation.lock_organization(organization_id)
+        allocation.expire_if_due(organization_id, fields["created_at"])
         parts, owed = allocation.take_or_owe(organization_id, amount)
         balance, _ = credit(organization_id, -amount)
     else:

@@ -460,3 +460,24 @@ def test_expired_credits_cannot_be_frozen(org, clock):
     assert service.freeze(org.id, "checkout:cs_1", source_ref="dispute:dp_1", description="x") == 0
     assert parts(expiring) == {"expired": c(50)}
     assert assert_books(org.id, clock.now).on_hold == 0
+
+
+def test_a_capture_pays_debt_without_charging_it_to_its_deduction(org, clock):
+    give(org.id, c(20), "purchase", source_ref="checkout:cs_1")
+    deduct(org, c(20))
+    first, second = give(org.id, c(10)), give(org.id, c(10), "subscription")
+    hold = reserve(org, c(20))
+    assert clawback(org, c(20)).owed == c(20)  # all the rest is held
+
+    captured = service.capture(org.organization, hold.reservation_id, c(12))
+
+    assert drawn(captured.deduction_id) == [(first, c(10)), (second, c(2))]
+    assert parts(second) == {"consumed": c(10)}  # 2 captured, the 8 released paid the debt
+    assert service.get_balance(org.organization).owed == c(12)
+    refund = service.refund(org.organization, captured.deduction_id)
+    assert [(part.grant_id, part.amount) for part in refund.returned_to] == [
+        (second, c(2)),
+        (first, c(10)),
+    ]
+    balance = assert_books(org.id, clock.now)  # the 12 given back paid the rest of the debt
+    assert (balance.balance, balance.owed) == (0, 0)

@@ -145,7 +145,9 @@ def capture(
         allocation.append_expiries(
             organization.id, ended.expired, balance, now, "Held credits expired with their hold"
         )
-        allocation.settle_debt(organization.id, deduction_id, now)
+        # The released rest may pay a debt: not part of this deduction (a refund of it reads
+        # its allocations), so, as for a release, the payment names no ledger row.
+        allocation.settle_debt(organization.id, None, now)
         result = Capture(
             reservation.id, deduction_id, cost, reservation.amount - cost, balance - reserved
         )

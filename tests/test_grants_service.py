@@ -481,3 +481,25 @@ def test_a_capture_pays_debt_without_charging_it_to_its_deduction(org, clock):
     ]
     balance = assert_books(org.id, clock.now)  # the 12 given back paid the rest of the debt
     assert (balance.balance, balance.owed) == (0, 0)
+
+
+@pytest.mark.parametrize("how", ["refund", "capture", "release"])
+def test_what_a_call_reports_available_never_counts_expired_credits(org, clock, how):
+    expiring_and_lasting(org, clock, lasting=5)
+    hold = reserve(org, c(12))  # 10 expiring, 2 purchased
+    deduction = deduct(org, c(2))  # purchased
+    service.release(org.organization, hold.reservation_id)
+    hold = reserve(org, c(1))  # from the expiring grant, which keeps 9 unheld
+    clock.advance(days=2)
+
+    if how == "refund":
+        reported = service.refund(org.organization, deduction.deduction_id).remaining_credits
+        expected = c(5)
+    elif how == "capture":
+        reported = service.capture(org.organization, hold.reservation_id).remaining_credits
+        expected = c(3)
+    else:
+        reported = service.release(org.organization, hold.reservation_id).available
+        expected = c(3)
+
+    assert reported == expected == assert_books(org.id, clock.now).available

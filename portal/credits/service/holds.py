@@ -126,6 +126,7 @@ def capture(
         cost = cost_micros(reservation.unit_price, used)
         now = utcnow()
         allocation.lock_organization(organization.id)  # before its grants: the lock order
+        allocation.expire_if_due(organization.id, now)  # so ``available`` counts none of them
         ended = allocation.end_hold(organization.id, reservation.id, cost, now)
         gone = sum(part.amount for part in ended.expired)
         balance, reserved = credit(organization.id, -cost - gone, release=reservation.amount)
@@ -163,6 +164,7 @@ def release(
         reservation = _close_reservation(organization, reservation_id, "released")
         now = utcnow()
         allocation.lock_organization(organization.id)  # before its grants: the lock order
+        allocation.expire_if_due(organization.id, now)  # so ``available`` counts none of them
         ended = allocation.end_hold(organization.id, reservation.id, 0, now)
         gone = sum(part.amount for part in ended.expired)
         balance, reserved = credit(organization.id, -gone, release=reservation.amount)

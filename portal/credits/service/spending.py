@@ -228,6 +228,7 @@ def refund(
         if amount > refundable:
             raise RefundExceedsDeduction(amount, refundable)
         now = utcnow()
+        allocation.expire_if_due(organization.id, now)  # so ``available`` counts none of them
         if deduction.department_id is not None:
             uncharge_department(deduction.department_id, amount, deduction.created_at, now)
         parts = _refund_parts(allocation.parts_of(deduction), refunded, amount)

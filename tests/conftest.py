@@ -13,6 +13,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -208,6 +209,26 @@ def assert_invariants() -> None:
         )
         assert grant.amount == parts, grant.id
         assert min(grant.remaining, grant.held, grant.frozen) >= 0, grant.id
+
+
+@contextmanager
+def postgres_app(database_url: str, **config: Any) -> Iterator[Flask]:
+    """An app on the session's PostgreSQL database with its context pushed, for tests of real
+    concurrency: invariants checked and the database truncated afterwards. ``TESTING`` keeps
+    the Stripe sandbox's webhook worker off (it would deliver other tests' events)."""
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "TESTING": True, **config})
+    ctx = app.app_context()
+    ctx.push()
+    try:
+        yield app
+        db.session.remove()
+        assert_invariants()
+    finally:
+        db.session.remove()
+        ctx.pop()
+        truncate_all(app)
+        with app.app_context():
+            db.engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from portal import create_app
 from portal.credits import apikeys, organizations, pricing
 from portal.credits.models import Department, LedgerEntry, Organization, Reservation
 from portal.extensions import db
-from tests.conftest import assert_invariants, credits, truncate_all
+from tests.conftest import assert_invariants, credits, postgres_app
 from tests.live import serve_in_thread as live_server
 
 WORKERS = 32
@@ -74,21 +74,8 @@ class Org:
 @pytest.fixture
 def pg_app(postgres_database: str) -> Iterator[Flask]:
     """An app on the session's PostgreSQL database, truncated afterwards (never on SQLite)."""
-    # TESTING keeps the Stripe sandbox's webhook worker off: a worker left running here would
-    # poll the shared test database and deliver other tests' events.
-    app = create_app({"SQLALCHEMY_DATABASE_URI": postgres_database, "TESTING": True})
-    ctx = app.app_context()
-    ctx.push()
-    try:
+    with postgres_app(postgres_database) as app:
         yield app
-        db.session.remove()
-        assert_invariants()
-    finally:
-        db.session.remove()
-        ctx.pop()
-        truncate_all(app)
-        with app.app_context():
-            db.engine.dispose()
 
 
 def new_org(balance: str | int) -> Org:

@@ -72,9 +72,17 @@ class Part:
 
 
 def lock_organization(organization_id: int) -> None:
-    """Take the organization row's lock (SQLite's ``BEGIN IMMEDIATE`` already serializes)."""
+    """Take the organization row's lock (SQLite's ``BEGIN IMMEDIATE`` already serializes).
+
+    ``FOR NO KEY UPDATE``, the lock an ``UPDATE`` of its balance takes: a plain ``FOR UPDATE``
+    also waits for the key-share locks of rows being inserted that point at the organization
+    (a new grant, before its ``UPDATE`` of the balance), and that inserter then queues behind
+    this waiter: a deadlock.
+    """
     run(
-        select(_organizations.c.id).where(_organizations.c.id == organization_id).with_for_update(),
+        select(_organizations.c.id)
+        .where(_organizations.c.id == organization_id)
+        .with_for_update(key_share=True),
         {},
     )
 

@@ -8,6 +8,7 @@ exactly ``c(n)`` micro-credits, so tests speak in credits, not prices.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -117,3 +118,29 @@ def assert_books(organization_id: int, now: datetime) -> service.Balance:
 
 def days(n: float) -> timedelta:
     return timedelta(days=n)
+
+
+# --- calls by whole amounts, for an ``OrgFixture`` with the ``UNIT`` feature priced ---------
+
+
+def deduct(org, amount: int) -> service.Deduction:
+    return service.deduct(org.organization, service.Spend(UNIT, amount))
+
+
+def reserve(org, amount: int, *, seconds: int = 3 * 86_400) -> service.Hold:
+    return service.reserve(org.organization, UNIT, amount, seconds)
+
+
+def expiring_and_lasting(org, clock, expiring: int = 10, lasting: int = 10) -> tuple[int, int]:
+    """A grant that expires in a day (burns first), and a purchase that never expires."""
+    return (
+        give(org.id, c(expiring), expires_at=clock.now + days(1)),
+        give(org.id, c(lasting), "purchase"),
+    )
+
+
+def clawback(org, amount: int, ref: str = "refund:re_1") -> Any:
+    """Claw back ``amount`` of the payment ``checkout:cs_1`` (a refund of it, say)."""
+    return service.clawback(
+        org.id, "checkout:cs_1", amount, source_ref=ref, description="payment refunded"
+    )

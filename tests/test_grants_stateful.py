@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pytest
 from flask import current_app
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -42,6 +41,7 @@ from portal.credits.models import DEFAULT_PRIORITY, CreditGrant, LedgerEntry, Or
 from portal.extensions import db
 from portal.money import MICRO
 from tests.grants_helpers import PARTS, UNIT, drawn
+from tests.grants_model import Grant, Model, Taken, share
 
 HOLD_SECONDS = 400 * 86_400  # longer than any example runs: holds end by capture or release
 _examples = itertools.count()
@@ -53,155 +53,6 @@ kinds = st.sampled_from(["grant", "signup_bonus", "subscription", "purchase", "p
 priorities = st.sampled_from([None, None, 5, 10, 20, 30])
 expiries = st.none() | st.integers(1, 240)  # hours from now
 percents = st.none() | st.integers(1, 100)
-
-
-def share(total: int, percent: int) -> int:
-    return max(1, total * percent // 100)
-
-
-@dataclass
-class Grant:
-    id: int
-    kind: str
-    priority: int
-    expires_at: datetime | None
-    created_at: datetime
-    amount: int
-    remaining: int
-    held: int = 0
-    consumed: int = 0
-    returned: int = 0
-    expired: int = 0
-    clawed_back: int = 0
-    frozen: int = 0
-    charged_beyond: int = 0  # spent credits of it that claw-backs took from other grants
-
-    def burn_key(self) -> tuple:
-        return (
-            self.priority,
-            self.expires_at is None,
-            self.expires_at or datetime.min,
-            self.created_at,
-            self.id,
-        )
-
-    def lapsed(self, now: datetime) -> bool:
-        return self.expires_at is not None and self.expires_at <= now
-
-    def parts(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in PARTS if getattr(self, name)}
-
-
-@dataclass
-class Taken:
-    amount: int
-    parts: list[tuple[int, int]]  # (grant, amount) in the order taken
-    refunded: int = 0
-    open: bool = True  # for holds
-
-
-@dataclass
-class Model:
-    now: datetime
-    grants: dict[int, Grant] = field(default_factory=dict)
-    debt: int = 0
-    rows: int = 0
-    holds: dict[int, Taken] = field(default_factory=dict)
-    deductions: dict[int, Taken] = field(default_factory=dict)
-
-    @property
-    def balance(self) -> int:
-        return sum(g.remaining + g.held for g in self.grants.values()) - self.debt
-
-    @property
-    def reserved(self) -> int:
-        return sum(hold.amount for hold in self.holds.values() if hold.open)
-
-    @property
-    def available(self) -> int:
-        return self.balance - self.reserved
-
-    def sweep(self) -> int:
-        """Expired grants lose what is left, one ``expire`` row each (held credits stay)."""
-        total = 0
-        for g in self.grants.values():
-            if g.remaining and g.lapsed(self.now):
-                g.expired += g.remaining
-                total += g.remaining
-                g.remaining = 0
-                self.rows += 1
-        if total:
-            event("expired credits swept")
-        return total
-
-    def take(self, amount: int, into: str = "consumed") -> list[tuple[int, int]]:
-        parts, left = [], amount
-        for g in sorted((g for g in self.grants.values() if g.remaining), key=Grant.burn_key):
-            if not left:
-                break
-            piece = min(g.remaining, left)
-            g.remaining -= piece
-            setattr(g, into, getattr(g, into) + piece)
-            parts.append((g.id, piece))
-            left -= piece
-        assert left == 0, "the model took more than its grants have"
-        return parts
-
-    def settle_debt(self) -> None:
-        """Credits that arrive pay the debt first (expired ones never do)."""
-        if not self.debt:
-            return
-        self.sweep()
-        paid = min(self.debt, sum(g.remaining for g in self.grants.values()))
-        if paid:
-            event("debt paid by arriving credits")
-            self.take(paid)
-            self.debt -= paid
-
-    def end_hold(self, hold: Taken, charged: int) -> list[tuple[int, int]]:
-        """Charge ``charged`` of the hold in the order it was taken; the rest goes back to its
-        grants, or expires now (one row each) where the grant expired meanwhile."""
-        hold.open = False
-        consumed, left = [], charged
-        for grant_id, amount in hold.parts:
-            g = self.grants[grant_id]
-            use = min(left, amount)
-            left -= use
-            g.held -= amount
-            g.consumed += use
-            if use:
-                consumed.append((grant_id, use))
-            if amount - use and g.lapsed(self.now):
-                event("held credits expired with their hold")
-                g.expired += amount - use
-                self.rows += 1
-            else:
-                g.remaining += amount - use
-        return consumed
-
-    def next_expiry(self) -> tuple[int, datetime] | None:
-        dates = [
-            g.expires_at
-            for g in self.grants.values()
-            if g.remaining and g.expires_at is not None and g.expires_at > self.now
-        ]
-        if not dates:
-            return None
-        soonest = min(dates)
-        return sum(g.remaining for g in self.grants.values() if g.expires_at == soonest), soonest
-
-
-def refund_parts(taken: list[tuple[int, int]], refunded: int, amount: int) -> list[tuple[int, int]]:
-    """The last taken first, after what earlier refunds already gave back."""
-    parts, skip, left = [], refunded, amount
-    for grant_id, piece in reversed(taken):
-        used = min(skip, piece)
-        skip -= used
-        give = min(piece - used, left)
-        if give:
-            parts.append((grant_id, give))
-            left -= give
-    return parts
 
 
 class GrantsMachine(RuleBasedStateMachine):
@@ -327,27 +178,10 @@ class GrantsMachine(RuleBasedStateMachine):
             return
         amount = refundable if amount is None else amount
         result = give_back()
-        model, grace = self.model, timedelta(days=current_app.config["PORTAL_REFUND_GRACE_DAYS"])
-        model.sweep()
-        parts = refund_parts(known.parts, known.refunded, amount)
-        assert [part.amount for part in result.returned_to] == [n for _, n in parts]
-        for (grant_id, piece), returned in zip(parts, result.returned_to, strict=True):
-            g = model.grants[grant_id]
-            if not g.lapsed(model.now):
-                assert (returned.grant_id, returned.expires_at) == (g.id, g.expires_at)
-                g.remaining += piece
-                g.returned += piece
-                continue
-            assert returned.expires_at == model.now + grace  # a new grant, valid for the grace
-            event("refund to an expired grant: a new grant")
-            model.grants[returned.grant_id] = Grant(
-                returned.grant_id, g.kind, g.priority, returned.expires_at, model.now, piece, piece
-            )
-        known.refunded += amount
-        model.rows += 1
-        model.settle_debt()
+        grace = timedelta(days=current_app.config["PORTAL_REFUND_GRACE_DAYS"])
+        self.model.refund(known, amount, result.returned_to, grace)
         assert result.credits_refunded == amount
-        assert result.remaining_credits == model.available
+        assert result.remaining_credits == self.model.available
 
     @rule(target=holds, amount=amounts)
     def reserve(self, amount: int):
@@ -414,18 +248,8 @@ class GrantsMachine(RuleBasedStateMachine):
             source_ref=f"refund:{self.example}_{next(self.refs)}",
             description="hypothesis",
         )
-        model.sweep()
-        own = min(paid.remaining, amount)
-        paid.remaining -= own
-        paid.clawed_back += own
-        beyond = min(amount - own, max(paid.consumed - paid.returned - paid.charged_beyond, 0))
-        paid.charged_beyond += beyond
-        covered = min(beyond, sum(g.remaining for g in model.grants.values()))
-        model.take(covered)
-        model.debt += beyond - covered
-        event("claw-back into debt" if beyond > covered else "claw-back")
-        model.rows += 1
-        assert (result.taken, result.forfeited, result.owed) == (own + beyond, 0, beyond - covered)
+        taken, owed = model.claw_back(paid, amount)
+        assert (result.taken, result.forfeited, result.owed) == (taken, 0, owed)
 
     @rule(hours=st.integers(1, 120))
     def advance_clock(self, hours: int) -> None:

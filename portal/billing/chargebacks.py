@@ -152,7 +152,7 @@ def _disputed(dispute: sd.Obj) -> _Disputed:
     granted = _invoice_grant(intent, sd.object_id(charge))
     if granted is None:
         raise RetryLater("The disputed payment is not known yet: its payment event comes first.")
-    what = f"{granted.description or 'Plan'} invoice"
+    what = f"Invoice for {granted.description or 'a plan'}"
     return _Disputed(granted.organization_id, granted.source_ref, granted.amount, what)
 
 
@@ -222,7 +222,7 @@ def _metadata(row: Dispute) -> dict[str, Any]:
 
 
 def _open(row: Dispute, disputed: _Disputed) -> Outcome:
-    note = f"dispute opened on the {disputed.what}: respond in Stripe"
+    note = f"dispute opened ({disputed.what}): respond in Stripe"
     if disputed.grant_ref is None:
         return Outcome(f"{note}; the payment granted nothing to hold", alert=True)
     if not _has_grant(row.organization_id, disputed.grant_ref):

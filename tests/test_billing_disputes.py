@@ -70,11 +70,7 @@ def debt(org) -> int:
 
 
 def grant_of(source_ref: str) -> CreditGrant:
-    db.session.expire_all()
-    found = db.session.scalar(select(CreditGrant).where(CreditGrant.source_ref == source_ref))
-    db.session.expunge(found)
-    db.session.rollback()
-    return found
+    return one(CreditGrant, source_ref=source_ref)
 
 
 def billing_page(client, auth) -> str:

@@ -13,13 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from portal.billing.models import CatalogueItem, Package, Plan
-from portal.errors import Conflict, NotFound
+from portal.errors import Conflict, InvalidRequest, NotFound
 from portal.extensions import db
 from portal.money import MICRO, format_credits
 from portal.timeutil import utcnow
 
 Kind = Literal["plan", "package"]
 MODELS: dict[str, type[Plan] | type[Package]] = {"plan": Plan, "package": Package}
+ROLLOVERS = ("none", "capped", "full")
 
 # From the source documents; ``0010_billing`` inserts the same rows (migrations stay frozen).
 SEED: dict[str, list[tuple[str, str, int, int, str]]] = {
@@ -136,6 +137,10 @@ def save_item(kind: Kind, spec: ItemSpec, item_id: int | None = None) -> Catalog
     """Create or update an item. A new price drops the stored Stripe price id: Stripe prices
     cannot change, so the next sync (or checkout) makes a new one under the same lookup key."""
     model = MODELS[kind]
+    if kind == "plan" and (
+        spec.rollover not in ROLLOVERS or (spec.rollover == "capped") != bool(spec.rollover_cap)
+    ):
+        raise InvalidRequest("rollover_cap", "a capped rollover needs a cap, and only it has one")
     if item_id is None:
         item = model(lookup_key=spec.lookup_key)
         db.session.add(item)

@@ -101,8 +101,8 @@ class CatalogueItemForm(FlaskForm):
             raise ValidationError("Only a capped rollover has a cap: leave this empty.")
 
     def validate_validity_days(self, field: IntegerField) -> None:
-        if field.errors or field.data is None:
-            return  # left empty (never expires), or not a whole number: said already
+        if field.errors:
+            return  # not a whole number: said already
         if not 1 <= field.data <= MAX_VALIDITY_DAYS:
             raise ValidationError(f"Enter 1 to {MAX_VALIDITY_DAYS:,} days.")
 

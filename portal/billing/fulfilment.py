@@ -3,10 +3,9 @@
 Handlers only stage changes in the session and say which change of credits (if any) completes
 the event (``outcomes.Credit``); ``service.process_event`` records the event and commits
 everything at once. Plan periods are closed here too (``credits.close_plan_period``,
-``end_plan_credits``), inside that same transaction. Rows an event
-touches are read ``FOR UPDATE`` (on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already
-serializes writers), so two events about the same payment or subscription take turns, and each
-sees what the other left.
+``end_plan_credits``), inside that same transaction. Rows an event touches are read ``FOR
+UPDATE`` (on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serializes writers), so two
+events about the same payment or subscription take turns, and each sees what the other left.
 
 - Package credits: ``checkout.session.completed`` when paid, or
   ``checkout.session.async_payment_succeeded``; once per session (``checkout:<cs_id>``).
@@ -24,7 +23,7 @@ sees what the other left.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -177,7 +176,7 @@ def on_checkout_session(event: Event) -> Outcome:
     )
 
 
-def _package_expiry(payment: Payment) -> Any:
+def _package_expiry(payment: Payment) -> datetime | None:
     """Bought credits last the package's validity from the payment; by default, forever."""
     days = payment.package.validity_days if payment.package else None
     return payment.paid_at + timedelta(days=days) if days and payment.paid_at else None

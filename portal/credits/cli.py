@@ -8,7 +8,7 @@ from flask import Flask
 from portal.contract.fields import Moment
 from portal.credits import apikeys, idempotency, manual, organizations, pricing, queries, service
 from portal.errors import PortalError
-from portal.money import AmountError, format_credits, parse_typed_credits
+from portal.money import MICRO, AmountError, format_credits, parse_typed_credits
 from portal.timeutil import utcnow
 
 EXPIRES_AT = Moment("When the credits expire.")
@@ -170,8 +170,8 @@ def register_credits_commands(app: Flask) -> None:
         total = service.expire_due(now)
         organizations_count, _ = queries.expired_in_sweep(now)
         click.echo(
-            f"Expired {format_credits(total)} credits in {organizations_count} "
-            f"organization{'' if organizations_count == 1 else 's'}."
+            f"Expired {format_credits(total)} credit{'' if total == MICRO else 's'} in "
+            f"{organizations_count} organization{'' if organizations_count == 1 else 's'}."
         )
 
     @credits_group.command("purge-idempotency")

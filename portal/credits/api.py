@@ -201,7 +201,7 @@ def transactions() -> Response:
 def grants() -> Response:
     values = schemas.query(schemas.GRANTS_QUERY)
     page = queries.grants_page(
-        g.organization.id, values["status"], limit=values["limit"], before=schemas.cursor(values)
+        g.organization, values["status"], limit=values["limit"], before=schemas.cursor(values)
     )
     return _page_response(page)
 

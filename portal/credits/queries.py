@@ -281,16 +281,12 @@ def feature_choices() -> list[tuple[str, str]]:
 # --- grants ----------------------------------------------------------------------------------
 
 
-def settle_expiry(organization_id: int) -> None:
-    """Sweep the organization's expired grants if one is due, so a listing never shows credits
-    as left that expired before anyone spent them (the balance read does the same)."""
+def settle(organization: Organization) -> None:
+    """Release lapsed holds and sweep expired grants first, as the balance read does, so a
+    listing never shows credits as left (or held) that expired before anyone spent them."""
     from portal.credits import service  # the service reads no queries: no import cycle
 
-    due = db.session.scalar(
-        select(Organization.next_expiry_at).where(Organization.id == organization_id)
-    )
-    if due is not None and due <= utcnow():
-        service.expire_organization(organization_id)
+    service.get_balance(organization)
 
 
 def _grant_status(stmt: Select, status: str, now: datetime) -> Select:
@@ -338,10 +334,10 @@ def grant_json(grant: CreditGrant) -> dict[str, Any]:
 
 
 def grants_page(
-    organization_id: int, status: str, *, limit: int, before: Position | None = None
+    organization: Organization, status: str, *, limit: int, before: Position | None = None
 ) -> Page:
-    settle_expiry(organization_id)
-    grants, after = grant_rows(organization_id, status, limit=limit, before=before)
+    settle(organization)
+    grants, after = grant_rows(organization.id, status, limit=limit, before=before)
     return Page([grant_json(grant) for grant in grants], after)
 
 

@@ -72,7 +72,10 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # Credit lifecycle: the sign-up bonus lasts this long; a refunded part whose grant has
         # expired comes back as a grant this many days long; carried-over plan credits wait
         # this long past their period for the renewal to be paid.
-        "PORTAL_SIGNUP_CREDITS_EXPIRE_DAYS": _int_env("PORTAL_SIGNUP_CREDITS_EXPIRE_DAYS", 30),
+        # Set but empty means never, as 0 does (unset: 30 days).
+        "PORTAL_SIGNUP_CREDITS_EXPIRE_DAYS": int(
+            os.environ.get("PORTAL_SIGNUP_CREDITS_EXPIRE_DAYS", "30").strip() or 0
+        ),
         "PORTAL_REFUND_GRACE_DAYS": _int_env("PORTAL_REFUND_GRACE_DAYS", 30),
         "PORTAL_PLAN_RENEWAL_GRACE_HOURS": _int_env("PORTAL_PLAN_RENEWAL_GRACE_HOURS", 72),
         # On: the sign-up bonus waits until the new user follows the link mailed to them.

@@ -51,6 +51,8 @@ def register_demo_command(app: Flask) -> None:
         """Idempotent demo data: prices, a demo organization with 90 days of usage, logins."""
         result = credits_demo.create_demo()
         seed_catalogue()  # idempotent: adds only plans and packages missing by lookup key
+        if result.created:  # once: never undo an admin's edits of the catalogue
+            billing_demo.set_demo_terms()
         billing_demo.record_purchases(result.organization.id)  # the ledger's purchases, paid
         organization = result.organization
         logins = ensure_demo_people(organization.id)

@@ -203,6 +203,26 @@ def charge_refunded(payment_intent: str, *, amount: int, refunded: int, refunds:
     }
 
 
+def dispute_object(
+    payment_intent: str, dispute_id: str, charge: str, *, status="needs_response", amount=990
+) -> dict[str, Any]:
+    """A chargeback of the whole charge, as ``charge.dispute.*`` events carry it."""
+    return {
+        "id": dispute_id,
+        "object": "dispute",
+        "amount": amount,
+        "currency": "usd",
+        "charge": charge,
+        "payment_intent": payment_intent,
+        "created": T0,
+        "reason": "fraudulent",
+        "status": status,
+        "is_charge_refundable": False,
+        "livemode": False,
+        "metadata": {},
+    }
+
+
 def recorded_events() -> int:
     count = db.session.scalar(select(func.count(StripeEvent.id)))
     db.session.rollback()

@@ -364,6 +364,16 @@ def ledger_rows(organization_id: int) -> list[LedgerEntry]:
     return rows
 
 
+def newest_grant(organization_id: int) -> CreditGrant:
+    """An organization's most recent grant, as stored right now."""
+    db.session.expire_all()
+    return db.session.scalars(
+        select(CreditGrant)
+        .where(CreditGrant.organization_id == organization_id)
+        .order_by(CreditGrant.id.desc())
+    ).first()
+
+
 def assert_error(response: Any, status: int, code: str, **fields: Any) -> dict[str, Any]:
     """The contract's error shape: ``{"error": {"code", "message", ...fields}}``, nothing else."""
     assert response.status_code == status, response.get_data(as_text=True)

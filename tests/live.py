@@ -105,6 +105,45 @@ class Seeder:
             secret = apikeys.create_api_key(organization.id, "client tests").secret
         return OrgKey(slug, secret)
 
+    def grant(
+        self,
+        slug: str,
+        credits: str,
+        *,
+        days: float | None = None,
+        kind: str = "grant",
+        source_ref: str | None = None,
+    ) -> int:
+        """A grant expiring in ``days`` (None: never; negative: already expired); its id."""
+        from datetime import timedelta
+
+        from portal.credits import organizations, service
+        from portal.money import parse_micros
+        from portal.timeutil import utcnow
+
+        with self.app.app_context():
+            organization = organizations.get_by_slug(slug)
+            expires_at = None if days is None else utcnow() + timedelta(days=days)
+            granted = service.grant(
+                organization.id,
+                parse_micros(Decimal(credits)),
+                kind,
+                description=f"{kind} of {credits}",
+                source_ref=source_ref,
+                terms=service.GrantTerms(expires_at=expires_at),
+            )
+        return granted.grant_id
+
+    def freeze(self, slug: str, grant_ref: str) -> None:
+        """Freeze a purchase grant's credits, as an open dispute does."""
+        from portal.credits import organizations, service
+
+        with self.app.app_context():
+            organization = organizations.get_by_slug(slug)
+            service.freeze(
+                organization.id, grant_ref, source_ref=f"dp_{uuid.uuid4().hex}", description="x"
+            )
+
     def revoke_keys(self, slug: str) -> None:
         from portal.credits import apikeys, organizations
 

@@ -1,17 +1,16 @@
-"""Admin organizations: the list, one organization's page, and credit adjustments."""
+"""Admin organizations: the list and one organization's page (its grants and the grant form:
+tests/test_admin_grants.py)."""
 
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
 
 from portal.admin import queries
 from portal.billing.catalogue import seed_catalogue
 from tests.billing_helpers import event, make_buyer, new_id, post_event, subscription
-from tests.conftest import balance_row, credits, ledger_rows
-from tests.web_helpers import Web, csrf_token
+from tests.web_helpers import Web
 
 
 @pytest.fixture
@@ -56,17 +55,6 @@ def row_of(html: str, slug: str) -> str:
     )
     assert match, slug
     return match.group(0)
-
-
-def adjust(client, slug: str, amount: str, reason: str = "Goodwill credit", **extra):
-    return client.post(
-        f"/admin/organizations/{slug}/adjustments",
-        data={"amount": amount, "reason": reason, **extra},
-    )
-
-
-def adjustments(organization_id: int):
-    return [row for row in ledger_rows(organization_id) if row.kind == "adjustment"]
 
 
 # --- list ------------------------------------------------------------------------------------
@@ -162,110 +150,3 @@ def test_detail_never_shows_another_organizations_data(client, admin, acme, glob
 
 def test_unknown_organization_is_404(client, admin):
     assert client.get("/admin/organizations/nope").status_code == 404
-    assert adjust(client, "nope", "5").status_code == 404
-
-
-# --- adjustments -----------------------------------------------------------------------------
-
-
-def test_positive_adjustment(client, admin, acme, globex):
-    response = adjust(client, "acme", "12.345678", "Outage compensation")
-    assert response.status_code == 302
-    assert response.headers["Location"].endswith("/admin/organizations/acme")
-    page = text(client.get(response.headers["Location"]))
-    assert "Adjusted Acme by +12.345678 credits." in page
-    [row] = adjustments(acme.id)
-    assert row.amount == credits("12.345678") and row.description == "Outage compensation"
-    assert row.created_by_user_id == admin.id
-    assert row.balance_after == credits("107.345678")
-    assert balance_row(acme.id) == (credits("107.345678"), 0)
-    assert balance_row(globex.id) == (credits("37.5"), 0) and adjustments(globex.id) == []
-    assert "Outage compensation" in page
-
-
-def test_negative_adjustment(client, admin, acme):
-    assert adjust(client, "acme", "-95", "Clawback").status_code == 302
-    [row] = adjustments(acme.id)
-    assert row.amount == -credits(95) and row.balance_after == 0
-    assert balance_row(acme.id) == (0, 0)
-
-
-def test_negative_adjustment_beyond_available_is_refused(client, admin, acme, api):
-    api.post("/credits/reservations", acme, json={"feature_key": "gen", "quantity": 4})  # holds 10
-    response = adjust(client, "acme", "-90", "Clawback")
-    html = text(response)
-    assert response.status_code == 422
-    error = re.search(r'<p class="error" id="amount-error">([^<]*)</p>', html)
-    assert error and error.group(1) == "This needs 90 credits; 85 are available."
-    assert 'value="-90"' in html and 'value="Clawback"' in html  # the form keeps the input
-    assert adjustments(acme.id) == [] and balance_row(acme.id) == (credits(95), credits(10))
-
-
-@pytest.mark.parametrize(
-    ("amount", "reason", "field", "message"),
-    [
-        ("", "Goodwill", "amount", "Enter an amount"),
-        ("0", "Goodwill", "amount", "The amount must be greater than zero."),
-        ("1.0000001", "Goodwill", "amount", "Use at most 6 decimal places"),
-        ("lots", "Goodwill", "amount", "Type an amount like 1234.5 or 1,234.5"),
-        ("1000000001", "Goodwill", "amount", "At most 1,000,000,000 credits per adjustment."),
-        ("5", "", "reason", "Say why"),
-        ("5", "    ", "reason", "Say why"),
-        ("5", "r" * 501, "reason", "Field cannot be longer than 500 characters."),
-    ],
-)
-def test_adjustment_field_errors(client, admin, acme, amount, reason, field, message):
-    response = adjust(client, "acme", amount, reason)
-    assert response.status_code == 422
-    error = re.search(rf'<p class="error" id="{field}-error">([^<]*)</p>', text(response))
-    assert error and message in error.group(1)
-    assert adjustments(acme.id) == [] and balance_row(acme.id) == (credits(95), 0)
-
-
-def test_a_resubmitted_adjustment_applies_once(client, admin, acme):
-    request_id = uuid.uuid4().hex
-    assert adjust(client, "acme", "10", request_id=request_id).status_code == 302
-    again = adjust(client, "acme", "10", request_id=request_id)
-    assert again.status_code == 302
-    assert "already applied" in text(client.get(again.headers["Location"]))
-    assert len(adjustments(acme.id)) == 1 and balance_row(acme.id) == (credits(105), 0)
-    assert adjust(client, "acme", "10", request_id="not-an-id").status_code == 422
-
-
-def test_the_adjustment_shows_in_the_organizations_own_transactions(client, web, admin, acme):
-    adjust(client, "acme", "-2.5", "Duplicate charge correction")
-    web.logout()
-    web.login("ann@acme.example.com")
-    html = text(client.get("/transactions"))
-    assert "Duplicate charge correction" in html and "adjustment" in html
-
-
-# --- access ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("who", ["anonymous", "member"])
-def test_non_admins_cannot_see_or_adjust(client, web, acme, who):
-    if who == "member":
-        web.login("ann@acme.example.com")  # an owner of acme, but not a platform admin
-    for path in ("/admin/organizations", "/admin/organizations/acme"):
-        response = client.get(path)
-        if who == "member":  # signed in already: a 403 page, not a login form
-            assert response.status_code == 403
-        else:
-            assert response.status_code == 302 and "/login?next=" in response.headers["Location"]
-    response = adjust(client, "acme", "1000")
-    if who == "member":
-        assert response.status_code == 403
-    else:
-        assert response.status_code == 302 and "/login" in response.headers["Location"]
-    assert adjustments(acme.id) == [] and balance_row(acme.id) == (credits(95), 0)
-
-
-@pytest.mark.csrf
-def test_adjustment_without_csrf_token_is_refused(client, web, acme):
-    web.login_admin()
-    assert adjust(client, "acme", "50").status_code == 400
-    assert adjustments(acme.id) == []
-    token = csrf_token(text(client.get("/admin/organizations/acme")))
-    assert adjust(client, "acme", "50", csrf_token=token).status_code == 302
-    assert len(adjustments(acme.id)) == 1

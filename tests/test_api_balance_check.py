@@ -28,6 +28,9 @@ def test_balance(api, org):
         "balance": BALANCE - spent.json["credits_deducted"],
         "reserved": reserved,
         "available": BALANCE - spent.json["credits_deducted"] - reserved,
+        "next_expiry": None,
+        "on_hold": 0,
+        "owed": 0,
     }
 
 

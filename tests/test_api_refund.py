@@ -34,7 +34,10 @@ def test_refund(api, org, deduction):
         "deduction_id": deduction["deduction_id"],
         "credits_refunded": deduction["credits_deducted"],
         "remaining_credits": deduction["remaining_credits"] + deduction["credits_deducted"],
+        "returned_to": [r.json["returned_to"][0]],
     }
+    [returned] = r.json["returned_to"]  # back into the opening grant, which never expires
+    assert (returned["amount"], returned["expires_at"]) == (deduction["credits_deducted"], None)
     assert api.get("/balance", org).json["available"] == r.json["remaining_credits"]
     row = ledger_rows(org.id)[-1]
     assert (row.id, row.kind, row.refund_of_id, row.description) == (

@@ -58,6 +58,9 @@ def test_reserve(api, org):
         "balance": BALANCE,
         "reserved": held,
         "available": BALANCE - held,
+        "next_expiry": None,
+        "on_hold": 0,
+        "owed": 0,
     }
 
 
@@ -126,6 +129,9 @@ def test_capture_part_releases_the_rest(api, org, make_price):
         "balance": BALANCE - PRICE * used,
         "reserved": 0,
         "available": BALANCE - PRICE * used,
+        "next_expiry": None,
+        "on_hold": 0,
+        "owed": 0,
     }
     deduction = api.get("/usage", org).json["data"][0]
     assert (deduction["id"], deduction["quantity"]) == (r.json["deduction_id"], used)

@@ -41,6 +41,35 @@ def test_signup_creates_user_owned_org_with_bonus_once_verified(client, auth, ap
     assert "Acme Labs 2" in page and f"{int(bonus / 1_000_000)}" in page
 
 
+@pytest.mark.parametrize(("setting", "days"), [(30, 30), (7, 7), (0, None), ("", None)])
+def test_the_signup_bonus_expires_days_after_it_is_granted(app, make_org, setting, days):
+    from portal.auth.service import grant_signup_bonus
+    from portal.credits.models import CreditGrant
+    from portal.timeutil import utcnow
+
+    app.config["PORTAL_SIGNUP_CREDITS_EXPIRE_DAYS"] = setting
+    org = make_org(balance=0)
+    before = utcnow()
+    assert grant_signup_bonus(org.id)
+    bonus = db.session.scalar(select(CreditGrant).where(CreditGrant.organization_id == org.id))
+    assert (bonus.kind, bonus.priority) == ("signup_bonus", 10)
+    if days is None:
+        assert bonus.expires_at is None
+    else:
+        assert before + timedelta(days=days) <= bonus.expires_at <= utcnow() + timedelta(days=days)
+
+
+@pytest.mark.parametrize(("raw", "days"), [(None, 30), ("", 0), (" 0 ", 0), ("14", 14)])
+def test_the_signup_bonus_expiry_setting(monkeypatch, tmp_path, raw, days):
+    from portal.config import load_config
+
+    if raw is None:
+        monkeypatch.delenv("PORTAL_SIGNUP_CREDITS_EXPIRE_DAYS", raising=False)
+    else:
+        monkeypatch.setenv("PORTAL_SIGNUP_CREDITS_EXPIRE_DAYS", raw)
+    assert load_config(str(tmp_path))["PORTAL_SIGNUP_CREDITS_EXPIRE_DAYS"] == days
+
+
 def test_signup_slugs_are_unique(auth, client):
     auth.signup("a@example.com", "Acme Labs")
     auth.logout()

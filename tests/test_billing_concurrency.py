@@ -133,4 +133,4 @@ def test_two_refunds_at_once_take_back_the_right_total(pg_app, buyer):
         replies = deliver_at_once(url, events)
     assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
     assert balance_row(buyer.organization_id)[0] == 0
-    assert count(LedgerEntry, kind="adjustment") in (1, 2)
+    assert count(LedgerEntry, kind="clawback") in (1, 2)

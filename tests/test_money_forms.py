@@ -84,7 +84,7 @@ def test_editing_a_feature_price_refuses_an_ambiguous_amount(
     assert [c.action for c in db.session.scalars(select(PriceChange))] == ["created"]
 
 
-# --- admin: credit adjustments ---------------------------------------------------------------
+# --- admin: manual grants and adjustments ----------------------------------------------------
 
 
 @pytest.mark.parametrize("typed", ["2,5", "-2,5", "9,90", "1_000", "1e3"])
@@ -92,7 +92,7 @@ def test_a_credit_adjustment_refuses_an_ambiguous_amount(client, web, make_org, 
     org = make_org(balance=100, slug="acme")
     web.login_admin()
     response = client.post(
-        "/admin/organizations/acme/adjustments", data={"amount": typed, "reason": "Goodwill"}
+        "/admin/organizations/acme/grants", data={"amount": typed, "reason": "Goodwill"}
     )
     assert response.status_code == 422
     assert WHAT_TO_TYPE in field_error(response, "amount")
@@ -105,7 +105,7 @@ def test_a_credit_adjustment_takes_grouped_and_negative_amounts(client, web, mak
     web.login_admin()
     for typed in ("1,234.5", "-1,000"):
         response = client.post(
-            "/admin/organizations/acme/adjustments", data={"amount": typed, "reason": "Fix"}
+            "/admin/organizations/acme/grants", data={"amount": typed, "reason": "Fix"}
         )
         assert response.status_code == 302
     assert balance_row(org.id) == (credits("2234.5"), 0)

@@ -85,6 +85,7 @@ CONTRACT = {
     ("GET", "/usage"): ("200", []),
     ("GET", "/usage/summary"): ("200", []),
     ("GET", "/transactions"): ("200", []),
+    ("GET", "/credits/grants"): ("200", []),
     ("GET", "/departments"): ("200", []),
     ("PUT", "/departments/{name}/limit"): ("200", []),
 }

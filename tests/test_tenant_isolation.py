@@ -7,6 +7,8 @@ against the URL map, so a new route cannot be added without deciding how it is i
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import func, select
 
@@ -16,6 +18,7 @@ from portal.billing.models import Plan, Subscription
 from portal.credits import service
 from portal.credits.models import ApiKey, Department, LedgerEntry, Organization
 from portal.extensions import db
+from portal.timeutil import utcnow
 from tests.billing_helpers import make_buyer, open_checkout
 from tests.conftest import credits
 
@@ -54,6 +57,13 @@ def two_orgs(make_org, make_user, make_price, auth):
         ),
     )
     hold = service.reserve(theirs.organization, "shared_feature", credits(1), 600)
+    service.grant(  # a grant of theirs that expires: on their credits page and balance only
+        theirs.id,
+        credits(3),
+        "grant",
+        description="Victim Org loyalty credits",
+        terms=service.GrantTerms(expires_at=utcnow() + timedelta(days=2)),
+    )
     service.deduct(mine.organization, service.Spend("shared_feature"))
     auth.login("me@example.com")
     return mine, theirs, their_deduction, hold
@@ -106,6 +116,10 @@ def test_every_route_is_isolated(app, client, two_orgs):
         "/usage",
         "/usage.csv",
         "/transactions",
+        "/transactions?kind=deduct",
+        "/credits",
+        "/credits?status=all",
+        "/credits?status=expired",
         "/settings",
         "/settings/api-keys",
         "/settings/departments",
@@ -187,6 +201,8 @@ def test_every_route_is_isolated(app, client, two_orgs):
         ("GET", "/api/v1/usage", None),
         ("GET", "/api/v1/usage/summary?group_by=department", None),
         ("GET", "/api/v1/transactions", None),
+        ("GET", "/api/v1/transactions?kind=grant", None),
+        ("GET", "/api/v1/credits/grants?status=all", None),
         ("GET", "/api/v1/departments", None),
         ("PUT", "/api/v1/departments/OtherDept/limit", {"monthly_limit": 1}),
     ]
@@ -195,6 +211,7 @@ def test_every_route_is_isolated(app, client, two_orgs):
         text = response.get_data(as_text=True)
         assert response.status_code < 500, path
         assert "victim" not in text and "other_secret_feature run" not in text, path
+        assert "Victim Org" not in text, path
         if "refund" in path or "reservations/" in path:
             assert response.status_code == 404, path
     # Our own PUT created our own "OtherDept"; theirs is untouched.

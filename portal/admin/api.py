@@ -1,4 +1,4 @@
-"""JSON admin API for feature pricing: the pricing editor's operations, for scripts.
+"""JSON admin API: the pricing editor's operations and manual grants, for scripts.
 
 Platform admins only, authenticated by the session cookie. Credits are JSON numbers, exact
 both ways (``json_body`` keeps decimals; the app's JSON provider writes ``Decimal`` as is).
@@ -23,10 +23,11 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from portal.auth.access import platform_admin_required
-from portal.contract.fields import Amount, check_text
+from portal.contract.fields import Amount, Body, Integer, Moment, String, check_text
 from portal.contract.jsonbody import json_body
-from portal.credits import pricing
+from portal.credits import manual, pricing
 from portal.credits.models import FeaturePrice
+from portal.credits.organizations import get_by_slug
 from portal.errors import InvalidRequest, PortalError
 from portal.extensions import csrf
 from portal.money import MAX_MICROS
@@ -163,3 +164,53 @@ def delete_feature(price_id: int) -> ResponseReturnValue:
 def restore_feature(price_id: int) -> ResponseReturnValue:
     """Un-archive a feature; it comes back inactive."""
     return jsonify(feature_json(pricing.restore_feature(price_id, user_id=current_user.id)))
+
+
+# --- manual grants ---------------------------------------------------------------------------
+
+# Bounds here are manual.ManualGrant's own, so the body is refused before anything converts it
+# (a 100,000-digit amount) with the same words the CLI and the admin page use.
+GRANT = Body(
+    {
+        "amount": Amount(
+            "Credits to add; a negative amount takes them (an adjustment, in burn order).",
+            maximum=manual.MAX_CREDITS,
+            allow_negative=True,
+            required=True,
+        ),
+        "reason": String("Why; shown in the ledger.", max_length=manual.MAX_REASON, required=True),
+        "expires_in_days": Integer(
+            "Expire this many days from now.", minimum=1, maximum=manual.MAX_EXPIRY_DAYS
+        ),
+        "expires_at": Moment("Expire at this moment: an ISO 8601 datetime, or a date (its start)."),
+        "priority": Integer(
+            "Burn order, lowest first (default 10).",
+            minimum=manual.MIN_PRIORITY,
+            maximum=manual.MAX_PRIORITY,
+        ),
+    }
+)
+
+
+@bp.post("/organizations/<slug>/grants")
+@platform_admin_required
+@json_request
+def create_grant(slug: str) -> ResponseReturnValue:
+    """``{amount, reason, expires_in_days? | expires_at?, priority?}`` → 201 with the grant
+    (``id, kind, amount, remaining, priority, expires_at, description, created_at,
+    source_type``). A negative amount makes no grant: 201 with its ``adjustment`` ledger row.
+    Errors: 422 ``invalid_request`` (naming the field; both expiries, an expiry in the past,
+    an expiry or priority on a negative amount), 402 ``insufficient_credits``, 404."""
+    values = GRANT.parse(json_body())
+    organization = get_by_slug(slug)
+    wanted = manual.ManualGrant(
+        values["amount"],
+        values["reason"],
+        values["expires_in_days"],
+        expires_at=values["expires_at"],
+        priority=values["priority"],
+    )
+    granted = manual.give(organization.id, wanted, user_id=current_user.id)
+    response = jsonify(manual.granted_json(granted))
+    response.status_code = 201
+    return response

@@ -1,4 +1,4 @@
-"""Admin forms: feature prices and credit adjustments.
+"""Admin forms: feature prices and manual grants (and adjustments).
 
 Field rules come from ``portal.credits.pricing.clean`` so the pages and the JSON API refuse
 exactly the same input; the forms only turn text into values and show every error at once.
@@ -10,26 +10,26 @@ import re
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, Field, HiddenField, StringField, TextAreaField
+from wtforms import BooleanField, Field, HiddenField, IntegerField, StringField, TextAreaField
 from wtforms.validators import (
     DataRequired,
     InputRequired,
     Length,
+    Optional,
     StopValidation,
-    ValidationError,
 )
 
-from portal.credits import pricing
+from portal.contract.fields import Moment
+from portal.credits import manual, pricing
 from portal.credits.models import FeaturePrice
 from portal.errors import InvalidRequest, PortalError
-from portal.money import MICRO, micros_to_decimal
+from portal.money import micros_to_decimal
 from portal.settings.forms import CreditsField
 
 # The form name of each model field the pricing service may report an error on.
 FORM_NAMES = {"credits_per_unit": "credits"}
 REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
-# A typo guard, not a policy: larger corrections can be made in several steps.
-MAX_ADJUSTMENT = 1_000_000_000 * MICRO
+EXPIRES_AT = Moment("When the credits expire.")
 
 
 def bare_message(exc: PortalError) -> str:
@@ -110,7 +110,10 @@ class FeatureForm(FeatureEditForm):
         return pricing.FeatureDraft(feature_key=(self.feature_key.data or "").strip(), **values)
 
 
-class AdjustmentForm(FlaskForm):
+class GrantForm(FlaskForm):
+    """A manual grant (or, with a negative amount, an adjustment): the rules are
+    ``portal.credits.manual``'s, shared with the CLI and the admin JSON API."""
+
     amount = CreditsField(
         "Amount (credits)",
         allow_negative=True,
@@ -124,17 +127,32 @@ class AdjustmentForm(FlaskForm):
             Length(max=500),
         ],
     )
-    # One id per rendered form: a double submit or a resent POST cannot adjust twice.
+    expires_in_days = IntegerField(
+        "Expires in (days)",
+        validators=[Optional()],
+        render_kw={"inputmode": "numeric"},
+    )
+    expires_at = StringField("Or expires at (UTC)", validators=[Optional()])
+    priority = IntegerField("Priority", validators=[Optional()], render_kw={"inputmode": "numeric"})
+    # One id per rendered form: a double submit or a resent POST cannot grant twice.
     request_id = HiddenField()
-
-    def validate_amount(self, field: CreditsField) -> None:
-        if field.micros is not None and abs(field.micros) > MAX_ADJUSTMENT:
-            raise ValidationError("At most 1,000,000,000 credits per adjustment.")
 
     def validate_request_id(self, field: Field) -> None:
         if field.data and not REQUEST_ID.match(field.data):
             raise StopValidation("Reload the page and try again.")
 
+    def manual_grant(self) -> manual.ManualGrant:
+        """The request as the manual-grant rules take it (``InvalidRequest`` for an
+        ``expires_at`` that is no date or time)."""
+        text = (self.expires_at.data or "").strip()
+        return manual.ManualGrant(
+            self.amount.micros or 0,
+            self.reason.data or "",
+            self.expires_in_days.data,
+            expires_at=EXPIRES_AT.parse(text, "expires_at") if text else None,
+            priority=self.priority.data,
+        )
+
     @property
     def source_ref(self) -> str | None:
-        return f"admin-adjustment:{self.request_id.data}" if self.request_id.data else None
+        return f"admin-grant:{self.request_id.data}" if self.request_id.data else None

@@ -1,4 +1,4 @@
-"""Read models for the admin organization pages: balances, usage this month, members."""
+"""Read models for the admin organization pages: balances, grants, usage this month, members."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ from sqlalchemy import func, or_, select
 from portal.auth import service as people
 from portal.auth.models import Membership
 from portal.billing import queries as billing
-from portal.credits import organizations, rollup
+from portal.credits import organizations, rollup, service
 from portal.credits import queries as ledger
-from portal.credits.models import LedgerEntry, Organization, UsageRollup
+from portal.credits.models import CreditGrant, LedgerEntry, Organization, UsageRollup
+from portal.credits.results import Balance
 from portal.extensions import db
 from portal.timeutil import month_start, utcnow
 
 ORGANIZATIONS_PAGE = 50
 RECENT_LEDGER_ROWS = 20
+RECENT_GRANTS = 30
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class OrganizationDetail:
     entries: list[LedgerEntry]
     departments: dict[int, str]
     members: list[Membership]
+    balance: Balance
+    grants: list[CreditGrant]
+    more_grants: bool
     plan: str | None = None
 
 
@@ -113,9 +118,12 @@ def list_organizations(query: str = "", page: int = 1) -> OrganizationPage:
 
 def organization_detail(slug: str) -> OrganizationDetail:
     """Everything the admin page of one organization shows, and nothing of any other."""
-    organization_id = organizations.get_by_slug(slug).id
+    found = organizations.get_by_slug(slug)
+    organization_id = found.id
     rollup.refresh(organization_id)
+    balance = service.get_balance(found)  # sweeps expired grants and lapsed holds first
     organization = db.session.get(Organization, organization_id, populate_existing=True)
+    grants, more = ledger.grant_rows(organization_id, "all", limit=RECENT_GRANTS)
     this_month, last_month = _this_month()
     entries, _ = ledger.ledger_entries(
         ledger.LedgerFilter(organization_id), kinds=None, limit=RECENT_LEDGER_ROWS
@@ -129,5 +137,8 @@ def organization_detail(slug: str) -> OrganizationDetail:
         entries=entries,
         departments=ledger.department_names(organization_id),
         members=people.members_of(organization_id),
+        balance=balance,
+        grants=grants,
+        more_grants=more is not None,
         plan=billing.plan_names([organization_id]).get(organization_id),
     )

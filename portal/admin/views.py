@@ -14,13 +14,13 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from portal.admin import queries
-from portal.admin.forms import AdjustmentForm, FeatureEditForm, FeatureForm, attach_error
+from portal.admin.forms import FeatureEditForm, FeatureForm, GrantForm, attach_error
 from portal.auth.access import platform_admin_required
-from portal.credits import pricing, service
+from portal.credits import manual, pricing, service
 from portal.credits.errors import InsufficientCredits
 from portal.credits.models import FeaturePrice
 from portal.credits.organizations import get_by_slug
-from portal.errors import PortalError
+from portal.errors import InvalidRequest, PortalError
 from portal.money import format_credits
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -222,9 +222,7 @@ def organizations() -> ResponseReturnValue:
     return render_template("admin/organizations.html", result=page, q=query)
 
 
-def _render_organization(
-    slug: str, form: AdjustmentForm, status_code: int = 200
-) -> ResponseReturnValue:
+def _render_organization(slug: str, form: GrantForm, status_code: int = 200) -> ResponseReturnValue:
     if not form.request_id.data:
         form.request_id.data = uuid.uuid4().hex
     detail = queries.organization_detail(slug)
@@ -234,36 +232,36 @@ def _render_organization(
 @bp.get("/organizations/<slug>")
 @platform_admin_required
 def organization(slug: str) -> ResponseReturnValue:
-    return _render_organization(slug, AdjustmentForm(formdata=None))
+    return _render_organization(slug, GrantForm(formdata=None))
 
 
-@bp.post("/organizations/<slug>/adjustments")
+@bp.post("/organizations/<slug>/grants")
 @platform_admin_required
-def adjust_credits(slug: str) -> ResponseReturnValue:
-    """Add or take credits by hand: one ``adjustment`` ledger row through the credits service."""
+def grant_credits(slug: str) -> ResponseReturnValue:
+    """Add credits by hand (a ``grant`` with its own expiry and priority), or take them (a
+    negative amount: an ``adjustment``), through the manual-grant rules of the CLI and API."""
     target = get_by_slug(slug)
-    form = AdjustmentForm()
+    form = GrantForm()
     if form.validate():
         try:
-            service.grant(
-                target.id,
-                form.amount.micros,
-                "adjustment",
-                description=form.reason.data.strip(),
-                user_id=current_user.id,
-                source_ref=form.source_ref,
-            )
+            wanted = form.manual_grant()
+            manual.give(target.id, wanted, user_id=current_user.id, source_ref=form.source_ref)
         except InsufficientCredits as exc:
             form.amount.errors = [*form.amount.errors, exc.message]
         except service.DuplicateGrant:
-            flash("That adjustment was already applied; it was not applied twice.", "warning")
+            flash("That grant was already applied; it was not applied twice.", "warning")
             return redirect(url_for("admin.organization", slug=slug))
+        except InvalidRequest as exc:
+            if not attach_error(form, exc):
+                raise
         else:
-            sign = "+" if form.amount.micros > 0 else "−"
-            flash(
-                f"Adjusted {target.name} by {sign}{format_credits(abs(form.amount.micros))} "
-                "credits.",
-                "success",
-            )
+            flash(_granted_message(target.name, wanted), "success")
             return redirect(url_for("admin.organization", slug=slug))
     return _render_organization(slug, form, 422)
+
+
+def _granted_message(name: str, wanted: manual.ManualGrant) -> str:
+    amount = format_credits(abs(wanted.amount))
+    if wanted.amount < 0:
+        return f"Took {amount} credits from {name} (an adjustment, in burn order)."
+    return f"Granted {amount} credits to {name}."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, select, update
@@ -230,8 +231,17 @@ def grant_signup_bonus(organization_id: int) -> bool:
         "signup_bonus",
         description="Sign-up bonus",
         source_ref=signup_bonus_source(organization_id),
+        terms=credits.GrantTerms(expires_at=signup_bonus_expiry(utcnow())),
     )
     return True
+
+
+def signup_bonus_expiry(granted_at: datetime) -> datetime | None:
+    """``PORTAL_SIGNUP_CREDITS_EXPIRE_DAYS`` after the grant (not after sign-up: the bonus
+    may wait for the email to be verified); 0 or empty: the bonus never expires."""
+    days = current_app.config.get("PORTAL_SIGNUP_CREDITS_EXPIRE_DAYS")
+    days = int(days) if days not in (None, "") else 0
+    return granted_at + timedelta(days=days) if days > 0 else None
 
 
 def memberships_of(user: User) -> list[Membership]:

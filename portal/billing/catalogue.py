@@ -13,13 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from portal.billing.models import CatalogueItem, Package, Plan
-from portal.errors import Conflict, NotFound
+from portal.errors import Conflict, InvalidRequest, NotFound
 from portal.extensions import db
-from portal.money import MICRO
+from portal.money import MICRO, format_credits
 from portal.timeutil import utcnow
 
 Kind = Literal["plan", "package"]
 MODELS: dict[str, type[Plan] | type[Package]] = {"plan": Plan, "package": Package}
+ROLLOVERS = ("none", "capped", "full")
 
 # From the source documents; ``0010_billing`` inserts the same rows (migrations stay frozen).
 SEED: dict[str, list[tuple[str, str, int, int, str]]] = {
@@ -113,7 +114,12 @@ def get_item(kind: Kind, item_id: int) -> CatalogueItem:
 
 @dataclass(frozen=True)
 class ItemSpec:
-    """An admin's edit of a plan or package (a new one carries its ``lookup_key``)."""
+    """An admin's edit of a plan or package (a new one carries its ``lookup_key``).
+
+    Plans say what becomes of a period's unused credits (``rollover``, with ``rollover_cap``
+    micro-credits iff ``capped``); packages how long their credits last (``validity_days``,
+    none: forever). Each kind ignores the other's fields.
+    """
 
     name: str
     price_cents: int
@@ -122,12 +128,19 @@ class ItemSpec:
     sort_order: int = 0
     active: bool = True
     lookup_key: str | None = None
+    rollover: str = "none"
+    rollover_cap: int | None = None
+    validity_days: int | None = None
 
 
 def save_item(kind: Kind, spec: ItemSpec, item_id: int | None = None) -> CatalogueItem:
     """Create or update an item. A new price drops the stored Stripe price id: Stripe prices
     cannot change, so the next sync (or checkout) makes a new one under the same lookup key."""
     model = MODELS[kind]
+    if kind == "plan" and (
+        spec.rollover not in ROLLOVERS or (spec.rollover == "capped") != bool(spec.rollover_cap)
+    ):
+        raise InvalidRequest("rollover_cap", "a capped rollover needs a cap, and only it has one")
     if item_id is None:
         item = model(lookup_key=spec.lookup_key)
         db.session.add(item)
@@ -141,6 +154,11 @@ def save_item(kind: Kind, spec: ItemSpec, item_id: int | None = None) -> Catalog
     item.description = spec.description or None
     item.sort_order = spec.sort_order
     item.active = spec.active
+    if isinstance(item, Plan):
+        item.rollover = spec.rollover
+        item.rollover_cap = spec.rollover_cap if spec.rollover == "capped" else None
+    else:
+        item.validity_days = spec.validity_days
     item.synced_at = None
     try:
         db.session.commit()
@@ -148,6 +166,20 @@ def save_item(kind: Kind, spec: ItemSpec, item_id: int | None = None) -> Catalog
         db.session.rollback()
         raise LookupKeyTaken(f"The lookup key “{spec.lookup_key}” is in use already.") from None
     return item
+
+
+def credit_rule(item: CatalogueItem) -> str:
+    """What becomes of the credits an item grants, as the billing page states it."""
+    if isinstance(item, Plan):
+        if item.rollover == "full":
+            return "Unused credits carry over"
+        if item.rollover == "capped" and item.rollover_cap:
+            return f"Up to {format_credits(item.rollover_cap)} unused credits carry over one period"
+        return "Unused credits expire at the end of each period"
+    days = getattr(item, "validity_days", None)
+    if days:
+        return f"Credits expire {days:,} day{'s' if days != 1 else ''} after purchase"
+    return "Credits never expire"
 
 
 def set_archived(kind: Kind, item_id: int, archived: bool) -> CatalogueItem:

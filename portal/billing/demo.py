@@ -1,4 +1,5 @@
-"""The demo's billing records: a paid payment for each package purchase in its ledger.
+"""The demo's billing records: a paid payment for each package purchase in its ledger, and a
+catalogue that shows every credit rule.
 
 ``flask demo`` imports its history through the credits service; a purchase there is keyed by
 its checkout session (``checkout:<cs>``) as a real fulfilment is. This writes the payment that
@@ -9,11 +10,34 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from portal.billing.models import Package, Payment
+from portal.billing.models import Package, Payment, Plan
 from portal.credits.models import LedgerEntry
 from portal.extensions import db
+from portal.money import MICRO
 
 CHECKOUT_REF = "checkout:"
+# Starter keeps the default (unused credits expire with their period), so the billing page
+# shows all three rollover policies; Jumbo's credits last a year, the other packages' forever.
+DEMO_TERMS: dict[str, dict[str, object]] = {
+    "plan_professional": {"rollover": "capped", "rollover_cap": 500 * MICRO},
+    "plan_enterprise": {"rollover": "full", "rollover_cap": None},
+    "package_jumbo": {"validity_days": 365},
+}
+
+
+def set_demo_terms() -> int:
+    """Give the seeded catalogue the demo's credit rules; returns how many items changed.
+
+    Called once, when the demo organization is created: an admin's later edits stay.
+    """
+    changed = 0
+    for model in (Plan, Package):
+        for item in db.session.scalars(select(model).where(model.lookup_key.in_(DEMO_TERMS))):
+            for name, value in DEMO_TERMS[item.lookup_key].items():
+                setattr(item, name, value)
+            changed += 1
+    db.session.commit()
+    return changed
 
 
 def record_purchases(organization_id: int) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, StringField, TextAreaField
+from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import (
     DataRequired,
     InputRequired,
@@ -23,6 +25,12 @@ from portal.settings.forms import CreditsField
 # Stripe will not charge less than 50 cents in USD.
 MINIMUM_CENTS = 50
 LOOKUP_KEY = r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$"
+ROLLOVER_CHOICES = [
+    ("none", "None: unused credits expire at the end of the period"),
+    ("capped", "Capped: up to a number of credits carry over one more period"),
+    ("full", "Full: all unused credits carry over"),
+]
+MAX_VALIDITY_DAYS = 3650
 
 
 class CatalogueItemForm(FlaskForm):
@@ -48,6 +56,16 @@ class CatalogueItemForm(FlaskForm):
         "Position", default=0, validators=[Optional(), NumberRange(min=0, max=10_000)]
     )
     active = BooleanField("For sale", default=True)
+    # Plans only.
+    rollover = SelectField("Rollover of unused credits", choices=ROLLOVER_CHOICES, default="none")
+    # No ``Optional()``: it would stop the chain on an empty field before the check below.
+    rollover_cap = CreditsField("Rollover cap (credits)", allow_zero=False)
+    # Packages only.
+    validity_days = IntegerField(
+        "Valid for (days)",
+        validators=[Optional()],  # empty: the credits never expire
+        render_kw={"min": 1, "max": MAX_VALIDITY_DAYS},
+    )
 
     def __init__(self, kind: Kind, *args, creating: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -56,6 +74,12 @@ class CatalogueItemForm(FlaskForm):
         self.cents: int | None = None
         if not creating:
             del self.lookup_key  # fixed once created: Stripe prices carry it
+        if kind == "plan":
+            self.credits.label.text = "Credits per period"
+            del self.validity_days
+        else:
+            del self.rollover
+            del self.rollover_cap
 
     def validate_lookup_key(self, field: StringField) -> None:
         if not (field.data or "").startswith(f"{self.kind}_"):
@@ -67,6 +91,21 @@ class CatalogueItemForm(FlaskForm):
         except CentsError as exc:
             raise ValidationError(str(exc)) from None
 
+    def validate_rollover_cap(self, field: CreditsField) -> None:
+        if field.errors:
+            return  # not a number of credits: that error says enough
+        typed = bool((field.data or "").strip())
+        if self.rollover.data == "capped" and not typed:
+            raise ValidationError("Enter how many unused credits may carry over.")
+        if self.rollover.data != "capped" and typed:
+            raise ValidationError("Only a capped rollover has a cap: leave this empty.")
+
+    def validate_validity_days(self, field: IntegerField) -> None:
+        if field.errors:
+            return  # not a whole number: said already
+        if not 1 <= field.data <= MAX_VALIDITY_DAYS:
+            raise ValidationError(f"Enter 1 to {MAX_VALIDITY_DAYS:,} days.")
+
     @classmethod
     def for_item(cls, kind: Kind, item: CatalogueItem) -> CatalogueItemForm:
         """The form filled with the item's current values (never with the request's)."""
@@ -77,6 +116,12 @@ class CatalogueItemForm(FlaskForm):
         form.description.data = item.description or ""
         form.sort_order.data = item.sort_order
         form.active.data = item.active
+        if kind == "plan":
+            form.rollover.data = item.rollover
+            cap = item.rollover_cap
+            form.rollover_cap.data = str(micros_to_decimal(cap)) if cap else ""
+        else:
+            form.validity_days.data = item.validity_days
         return form
 
     def to_spec(self) -> ItemSpec:
@@ -89,4 +134,14 @@ class CatalogueItemForm(FlaskForm):
             sort_order=self.sort_order.data or 0,
             active=bool(self.active.data),
             lookup_key=self.lookup_key.data.strip() if self.creating else None,
+            **self._terms(),
         )
+
+    def _terms(self) -> dict[str, Any]:
+        if self.kind == "plan":
+            capped = self.rollover.data == "capped"
+            return {
+                "rollover": self.rollover.data,
+                "rollover_cap": self.rollover_cap.micros if capped else None,
+            }
+        return {"validity_days": self.validity_days.data or None}

@@ -1,80 +1,49 @@
 """What each Stripe event changes: payments, subscriptions, invoices, and which credits to grant.
 
-Handlers only stage changes in the session and say which grant (if any) completes the event;
-``portal.billing.webhooks`` records the event and commits everything at once. Rows an event
-touches are read ``FOR UPDATE`` (on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already
-serializes writers), so two events about the same payment or subscription take turns, and each
-sees what the other left.
+Handlers only stage changes in the session and say which change of credits (if any) completes
+the event (``outcomes.Credit``); ``service.process_event`` records the event and commits
+everything at once. Plan periods are closed here too (``credits.close_plan_period``,
+``end_plan_credits``), inside that same transaction. Rows an event touches are read ``FOR
+UPDATE`` (on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serializes writers), so two
+events about the same payment or subscription take turns, and each sees what the other left.
 
 - Package credits: ``checkout.session.completed`` when paid, or
   ``checkout.session.async_payment_succeeded``; once per session (``checkout:<cs_id>``).
 - Plan credits: ``invoice.paid``, once per invoice (``invoice:<in_id>``), the first included;
-  never from the checkout event.
-- Subscription state: ``customer.subscription.*``, ordered by the event's ``created``.
+  never from the checkout event. Paying a period closes the earlier ones: their unused plan
+  credits expire or carry over by the plan's rollover policy. Periods are Stripe's (the
+  invoice's line period), so the sandbox's test clock moves them as real time would.
+- Package credits expire ``validity_days`` after payment when the package says so.
+- Subscription state: ``customer.subscription.*``, ordered by the event's ``created``; the
+  end (``deleted``) keeps the plan credits until the end of the period paid for, no longer.
 - ``invoice.payment_failed``: the subscription is past due.
-- ``charge.refunded``: the refunded share of a package's credits is taken back
-  (``refund:<re_id>``), even below zero.
+- Refunds and disputes: ``portal.billing.chargebacks``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+from portal.billing import chargebacks
 from portal.billing import stripe_data as sd
 from portal.billing.matching import catalogue_mismatch, is_amount
 from portal.billing.models import BillingCustomer, Invoice, Package, Payment, Plan, Subscription
+from portal.billing.outcomes import Credit, Event, Outcome, RetryLater, locked
+from portal.credits import service as credits
 from portal.credits.models import Organization
-from portal.errors import PortalError
 from portal.extensions import db
 from portal.money import format_credits
 from portal.timeutil import utcnow
 
+__all__ = ["HANDLERS", "Credit", "Event", "Outcome", "RetryLater", "apply"]
+
 PAID = ("paid", "no_payment_required")
 # Invoices that pay for a period; a proration or one-off invoice grants no plan credits.
 GRANTING_REASONS = (None, "subscription_create", "subscription_cycle")
-
-
-class RetryLater(PortalError):
-    """The event cannot be applied yet (what it refers to has not arrived): 5xx, Stripe retries."""
-
-    status = 500
-    code = "retry_later"
-
-
-@dataclass(frozen=True)
-class Credit:
-    """A grant that completes an event; ``(kind, source_ref)`` makes it happen once."""
-
-    organization_id: int
-    amount: int
-    kind: str
-    source_ref: str
-    description: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    allow_negative_balance: bool = False
-
-
-@dataclass(frozen=True)
-class Outcome:
-    note: str
-    credit: Credit | None = None
-    alert: bool = False  # a human should look: logged as a warning
-
-
-Event = dict[str, Any]
-
-
-def _locked(model: Any, column: Any, value: str) -> Any:
-    return db.session.scalar(
-        select(model)
-        .where(column == value)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
 
 
 def _organization(customer_id: str | None, metadata: dict[str, str]) -> int | None:
@@ -118,7 +87,7 @@ def _ignore(event: Event) -> Outcome:
 
 def _checkout_payment(session: sd.Obj) -> Payment | None:
     """Our row for the session; one is made from its metadata if the portal did not start it."""
-    payment = _locked(Payment, Payment.checkout_session_id, session["id"])
+    payment = locked(Payment, Payment.checkout_session_id, session["id"])
     if payment is not None:
         return payment
     meta = sd.metadata(session)
@@ -202,8 +171,15 @@ def on_checkout_session(event: Event) -> Outcome:
             f"checkout:{session['id']}",
             f"{name} package: {format_credits(payment.credits)} credits",
             {"checkout_session": session["id"], "payment_intent": payment.payment_intent_id},
+            terms=credits.GrantTerms(expires_at=_package_expiry(payment)),
         ),
     )
+
+
+def _package_expiry(payment: Payment) -> datetime | None:
+    """Bought credits last the package's validity from the payment; by default, forever."""
+    days = payment.package.validity_days if payment.package else None
+    return payment.paid_at + timedelta(days=days) if days and payment.paid_at else None
 
 
 # --- subscriptions ---------------------------------------------------------------------------
@@ -230,7 +206,7 @@ def on_subscription(event: Event) -> Outcome:
     if organization_id is None:
         return Outcome("ignored: unknown customer")
     created, kind = int(event["created"]), event["type"].rsplit(".", 1)[1]
-    row = _locked(Subscription, Subscription.stripe_subscription_id, sub["id"])
+    row = locked(Subscription, Subscription.stripe_subscription_id, sub["id"])
     status = "canceled" if kind == "deleted" else sub.get("status") or "active"
     if row is None:
         row = Subscription(
@@ -249,7 +225,23 @@ def on_subscription(event: Event) -> Outcome:
         return Outcome("ignored: older than the state already applied")
     _apply_subscription(row, sub, status)
     row.last_event_created = max(created, row.last_event_created or 0)
+    if kind == "deleted":
+        return _end_plan_credits(organization_id, row, sub, created)
     return Outcome(f"subscription {row.status}")
+
+
+def _end_plan_credits(
+    organization_id: int, row: Subscription, sub: sd.Obj, created: int
+) -> Outcome:
+    """The subscription ended: its plan credits last until the end of the period paid for (a
+    cancellation now keeps them until then); ended at that end, they expire now."""
+    ended_at = sd.at(sub.get("ended_at") or sub.get("canceled_at") or created)
+    expired = credits.end_plan_credits(
+        organization_id, row.stripe_subscription_id, row.current_period_end, ended_at
+    )
+    if expired:
+        return Outcome(f"subscription canceled: {format_credits(expired)} plan credits expired")
+    return Outcome("subscription canceled: plan credits last until the period's end")
 
 
 # --- invoices --------------------------------------------------------------------------------
@@ -259,14 +251,14 @@ def _invoice_context(invoice: sd.Obj) -> tuple[int | None, str | None, Subscript
     meta = sd.invoice_metadata(invoice) or sd.metadata(invoice)
     organization_id = _organization(sd.object_id(invoice.get("customer")), meta)
     sub_id = sd.invoice_subscription(invoice)
-    row = _locked(Subscription, Subscription.stripe_subscription_id, sub_id) if sub_id else None
+    row = locked(Subscription, Subscription.stripe_subscription_id, sub_id) if sub_id else None
     return organization_id, sub_id, row
 
 
 def _invoice_row(
     invoice: sd.Obj, organization_id: int, plan: Plan | None, sub_id: str | None
 ) -> Invoice:
-    row = _locked(Invoice, Invoice.stripe_invoice_id, invoice["id"])
+    row = locked(Invoice, Invoice.stripe_invoice_id, invoice["id"])
     if row is None:
         row = Invoice(
             organization_id=organization_id,
@@ -327,16 +319,34 @@ def on_invoice_paid(event: Event) -> Outcome:
         raise RetryLater(f"No plan matches invoice {invoice['id']}: sync the catalogue.")
     row.credits_granted = plan.credits
     start, end = row.period_start, row.period_end
+    # This period is paid: the earlier ones' unused plan credits expire or carry over now.
+    expired = credits.close_plan_period(organization_id, sub_id, start, end)
     period = f", {start:%Y-%m-%d} to {end:%Y-%m-%d}" if start and end else ""
+    closed = f"; {format_credits(expired)} unused plan credits expired" if expired else ""
     return Outcome(
-        f"granted {format_credits(plan.credits)} plan credits",
+        f"granted {format_credits(plan.credits)} plan credits{closed}",
         Credit(
             organization_id,
             plan.credits,
             "subscription",
             f"invoice:{invoice['id']}",
             f"{plan.name} plan{period}",
-            {"invoice": invoice["id"], "subscription": sub_id, "plan": plan.lookup_key},
+            {
+                "invoice": invoice["id"],
+                "subscription": sub_id,
+                "plan": plan.lookup_key,
+                # What a dispute of this invoice's payment names (``chargebacks``).
+                "payment_intent": sd.object_id(invoice.get("payment_intent")),
+                "charge": sd.object_id(invoice.get("charge")),
+            },
+            terms=credits.GrantTerms(
+                expires_at=credits.plan_credit_expiry(end, plan.rollover),
+                subscription_ref=sub_id,
+                period_start=start,
+                period_end=end,
+                rollover=plan.rollover,
+                rollover_cap=plan.rollover_cap,
+            ),
         ),
     )
 
@@ -364,46 +374,6 @@ def on_invoice_payment_failed(event: Event) -> Outcome:
     return Outcome(f"invoice payment failed: subscription {subscription.status}")
 
 
-# --- refunds ---------------------------------------------------------------------------------
-
-
-def on_charge_refunded(event: Event) -> Outcome:
-    charge = event["data"]["object"]
-    intent = sd.object_id(charge.get("payment_intent"))
-    payment = _locked(Payment, Payment.payment_intent_id, intent) if intent else None
-    ours = payment is not None or (sd.metadata(charge).get("package") and not charge.get("invoice"))
-    if payment is not None and payment.status == "mismatch":
-        return Outcome("refund of a mismatched payment: it granted nothing to take back")
-    if payment is None or payment.fulfilled_at is None:
-        if ours:  # its checkout event has not been applied yet: take back after granting
-            raise RetryLater("The refunded purchase has not been fulfilled yet.")
-        return Outcome("ignored: not a package payment")
-    total = charge.get("amount") or payment.amount_cents
-    refunded = min(int(charge.get("amount_refunded") or 0), total)
-    payment.refunded_cents = max(payment.refunded_cents, refunded)
-    payment.status = "refunded" if payment.refunded_cents >= total else "partially_refunded"
-    # Cumulative, so the order refunds arrive in cannot matter: take back what is now due.
-    due = payment.credits * payment.refunded_cents // total if total else payment.credits
-    take = due - payment.refunded_credits
-    if take <= 0:
-        return Outcome("nothing more to take back")
-    payment.refunded_credits = due
-    refund_id = sd.newest_refund_id(charge) or f"{charge['id']}:{refunded}"
-    name = payment.package.name if payment.package else "Credit"
-    return Outcome(
-        f"took back {format_credits(take)} credits",
-        Credit(
-            payment.organization_id,
-            -take,
-            "adjustment",
-            f"refund:{refund_id}",
-            f"{name} package refunded: {format_credits(take)} credits taken back",
-            {"charge": charge["id"], "payment_intent": intent, "refund": refund_id},
-            allow_negative_balance=True,
-        ),
-    )
-
-
 HANDLERS: dict[str, Callable[[Event], Outcome]] = {
     "checkout.session.completed": on_checkout_session,
     "checkout.session.async_payment_succeeded": on_checkout_session,
@@ -413,7 +383,9 @@ HANDLERS: dict[str, Callable[[Event], Outcome]] = {
     "customer.subscription.deleted": on_subscription,
     "invoice.paid": on_invoice_paid,
     "invoice.payment_failed": on_invoice_payment_failed,
-    "charge.refunded": on_charge_refunded,
+    "charge.refunded": chargebacks.on_charge_refunded,
+    "charge.dispute.created": chargebacks.on_dispute,
+    "charge.dispute.closed": chargebacks.on_dispute,
 }
 
 

@@ -245,3 +245,14 @@ class Dispute(db.Model):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     payment: Mapped[Payment | None] = relationship()
+
+    @property
+    def outcome(self) -> str:
+        """``open``, ``won`` or ``lost`` (an inquiry closed without a chargeback counts as won)."""
+        if self.status == "lost":
+            return "lost"
+        return "open" if self.closed_at is None else "won"
+
+    @property
+    def label(self) -> str:
+        return {"open": "disputed", "won": "dispute won", "lost": "dispute lost"}[self.outcome]

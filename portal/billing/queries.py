@@ -10,6 +10,7 @@ from sqlalchemy import select
 from portal.billing.models import (
     LIVE_SUBSCRIPTION_STATUSES,
     BillingCustomer,
+    Dispute,
     Invoice,
     Payment,
     Plan,
@@ -139,6 +140,27 @@ def payments(organization_id: int, limit: int = HISTORY_LIMIT) -> list[Payment]:
             .limit(limit)
         )
     )
+
+
+def disputes(organization_id: int, limit: int = HISTORY_LIMIT) -> list[Dispute]:
+    """Chargebacks of the organization's payments, newest first."""
+    return list(
+        db.session.scalars(
+            select(Dispute)
+            .where(Dispute.organization_id == organization_id)
+            .order_by(Dispute.opened_at.desc(), Dispute.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def by_payment(found: list[Dispute]) -> dict[int, Dispute]:
+    """Each disputed package payment's newest dispute (``found`` is newest first)."""
+    latest: dict[int, Dispute] = {}
+    for dispute in found:
+        if dispute.payment_id is not None:
+            latest.setdefault(dispute.payment_id, dispute)
+    return latest
 
 
 @dataclass(frozen=True)

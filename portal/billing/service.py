@@ -10,10 +10,12 @@ Webhooks are applied exactly once, by constraints rather than by checks that cou
 - ``stripe_events.event_id`` is unique and its row is inserted first, in the same transaction
   as everything the event changes. A redelivery (or a twin delivered at the same moment, which
   waits on the unique index until the first commits) finds the row and changes nothing.
-- Credits go through ``credits.service.grant`` with a ``source_ref`` (``checkout:…``,
-  ``invoice:…``, ``refund:…``) that the ledger holds unique, so two *different* events about
-  the same payment still grant once. The event is one ``credits.transaction`` and the grant
-  joins it, so the event row, the state it changed and the ledger row land in one commit.
+- Credits go through the credits service (``grant``; ``clawback``, ``freeze``, ``unfreeze``
+  for refunds and disputes) with a ``source_ref`` (``checkout:…``, ``invoice:…``,
+  ``refund:…``, ``dispute:…``) that the ledger holds unique per kind, so two *different*
+  events about the same payment still change the credits once. The event is one
+  ``credits.transaction`` and the service calls join it (closing a plan period included), so
+  the event row, the state it changed and the ledger rows land in one commit.
 - Any failure rolls all of it back and answers 500, so Stripe's retry starts from scratch;
   but a signed event whose shape cannot be read answers 400 (and is logged), because no retry
   would make it readable.
@@ -30,7 +32,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from portal.billing import catalogue, fulfilment, gateway, queries
+from portal.billing import catalogue, fulfilment, gateway, outcomes, queries
 from portal.billing.catalogue import Kind
 from portal.billing.models import BillingCustomer, Payment, StripeEvent
 from portal.billing.sync import sync_item
@@ -290,15 +292,36 @@ def _record_and_apply(event: fulfilment.Event, received_at: datetime) -> str:
     record.outcome = note[:255]
     record.processed_at = utcnow()
     if credit is not None:
-        credits.grant(
-            credit.organization_id,
-            credit.amount,
-            credit.kind,
-            description=credit.description,
-            source_ref=credit.source_ref,
-            metadata={"stripe_event": event["id"], **credit.metadata},
-            allow_negative_balance=credit.allow_negative_balance,
-        )  # joins this event's transaction: one commit for the event row, its changes, credits
+        # Joins this event's transaction: one commit for the event row, its changes, credits.
+        moved = _carry_out(credit, {"stripe_event": event["id"], **credit.metadata})
+        if credit.applied is not None:
+            credit.applied(moved)
     log = current_app.logger.warning if outcome.alert else current_app.logger.info
     credits.after_commit(lambda: log("stripe event %s (%s): %s", event["id"], event["type"], note))
     return note
+
+
+def _carry_out(credit: outcomes.Credit, metadata: dict[str, Any]) -> int:
+    """Make the event's change of credits; returns how many credits it moved."""
+    org, ref, why = credit.organization_id, credit.source_ref, credit.description
+    if credit.kind == "clawback":
+        assert credit.grant_ref is not None
+        clawed = credits.clawback(
+            org, credit.grant_ref, credit.amount, source_ref=ref, description=why, metadata=metadata
+        )
+        return clawed.taken + clawed.forfeited
+    if credit.kind in ("freeze", "unfreeze"):
+        assert credit.grant_ref is not None
+        verb = credits.freeze if credit.kind == "freeze" else credits.unfreeze
+        return verb(org, credit.grant_ref, source_ref=ref, description=why, metadata=metadata)
+    credits.grant(
+        org,
+        credit.amount,
+        credit.kind,
+        description=why,
+        source_ref=ref,
+        metadata=metadata,
+        terms=credit.terms,
+        allow_negative_balance=credit.allow_negative_balance,
+    )
+    return abs(credit.amount)

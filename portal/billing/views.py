@@ -13,15 +13,18 @@ from flask_login import current_user
 from portal.auth.access import manager_required, member_required
 from portal.billing import catalogue, gateway, plan_change, queries, service
 from portal.billing.cents import format_cents, per_credit
+from portal.credits import service as credits
 from portal.errors import PortalError
 
 bp = Blueprint("billing", __name__, url_prefix="/billing")
 bp.add_app_template_filter(format_cents, "cents")
 bp.add_app_template_global(per_credit, "per_credit")
+bp.add_app_template_global(catalogue.credit_rule, "credit_rule")
 
 
 def _render_index(status: int = 200) -> ResponseReturnValue:
     organization_id = g.membership.organization_id
+    disputes = queries.disputes(organization_id)
     return render_template(
         "billing/index.html",
         plan=queries.plan_summary(organization_id),
@@ -29,6 +32,9 @@ def _render_index(status: int = 200) -> ResponseReturnValue:
         packages=catalogue.for_sale("package"),
         invoices=queries.invoices(organization_id),
         payments=queries.payments(organization_id),
+        disputes=disputes,
+        payment_disputes=queries.by_payment(disputes),
+        balance=credits.get_balance(g.membership.organization),
         has_account=queries.has_billing_account(organization_id),
         sandbox=gateway.sandbox_mode(),
     ), status

@@ -55,6 +55,7 @@ from portal.client.errors import (
     ServerError,
     UnprocessableError,
 )
+from portal.client.grants import Expiry, Grant, ReturnedCredits
 from portal.client.reservations import AsyncReservationHold, ReservationHold
 from portal.client.results import (
     Balance,
@@ -100,8 +101,10 @@ __all__ = [
     "Department",
     "DepartmentLimitExceededError",
     "DepartmentNotFoundError",
+    "Expiry",
     "FeatureNotFoundError",
     "FeaturePrice",
+    "Grant",
     "IdempotencyKeyInUseError",
     "IdempotencyKeyReusedError",
     "InsufficientCreditsError",
@@ -119,6 +122,7 @@ __all__ = [
     "ReservationHold",
     "ReservationNotFoundError",
     "ReservationNotOpenError",
+    "ReturnedCredits",
     "ServerError",
     "Transaction",
     "UnprocessableError",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -13,6 +13,7 @@ import httpx
 from portal.client import operations as ops
 from portal.client._wire import Call, Settings, connection_error, interpret, log_retry
 from portal.client.errors import CreditsAPIError
+from portal.client.grants import Grant
 from portal.client.operations import Number
 from portal.client.reservations import AsyncReservationHold
 from portal.client.results import (
@@ -24,6 +25,7 @@ from portal.client.results import (
     DeductLine,
     Department,
     FeaturePrice,
+    Page,
     Refund,
     Release,
     Reservation,
@@ -100,6 +102,17 @@ class AsyncCreditClient:
             await asyncio.sleep(delay)
             attempt += 1
 
+    async def _every(self, page_at: Callable[[str | None], Call[Page[T]]]) -> AsyncIterator[T]:
+        """Every item of a listing, following ``next_cursor`` until the last page."""
+        cursor = None
+        while True:
+            page = await self.send(page_at(cursor))
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     # --- reads -----------------------------------------------------------------------------
 
     async def balance(self) -> Balance:
@@ -132,14 +145,8 @@ class AsyncCreditClient:
         query = ops.ledger_query(
             start=start, end=end, feature_key=feature_key, category=category, department=department
         )
-        cursor = None
-        while True:
-            page = await self.send(ops.usage_page(query, page_size, cursor))
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        async for item in self._every(lambda cursor: ops.usage_page(query, page_size, cursor)):
+            yield item
 
     async def usage_summary(
         self,
@@ -157,17 +164,20 @@ class AsyncCreditClient:
         return await self.send(ops.usage_summary(group_by, query))
 
     async def transactions(
-        self, *, page_size: int = ops.DEFAULT_PAGE_SIZE
+        self, *, kind: str | None = None, page_size: int = ops.DEFAULT_PAGE_SIZE
     ) -> AsyncIterator[Transaction]:
-        """Every ledger row of the organization, newest first."""
-        cursor = None
-        while True:
-            page = await self.send(ops.transactions_page(page_size, cursor))
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        """Every ledger row of the organization (or only those of ``kind``), newest first."""
+        pages = self._every(lambda cursor: ops.transactions_page(page_size, cursor, kind))
+        async for item in pages:
+            yield item
+
+    async def grants(
+        self, status: str = "active", *, page_size: int = ops.DEFAULT_PAGE_SIZE
+    ) -> AsyncIterator[Grant]:
+        """The organization's grants, newest first: ``active`` (credits left, not expired),
+        ``expired`` or ``all``; fetching pages as it goes."""
+        async for item in self._every(lambda cursor: ops.grants_page(status, page_size, cursor)):
+            yield item
 
     async def departments(self) -> list[Department]:
         return await self.send(ops.departments())

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from portal.client._wire import API_PATH, Call
+from portal.client.grants import Grant
 from portal.client.results import (
     Balance,
     BatchDeduction,
@@ -212,13 +213,30 @@ def usage_summary(group_by: str, query: Mapping[str, str]) -> Call[UsageSummary]
 
 
 def transactions_page(
-    page_size: int = DEFAULT_PAGE_SIZE, cursor: str | None = None
+    page_size: int = DEFAULT_PAGE_SIZE, cursor: str | None = None, kind: str | None = None
 ) -> Call[Page[Transaction]]:
     return Call(
         "GET",
         f"{API}/transactions",
         _page(Transaction.from_json),
-        params=_paging({}, page_size, cursor),
+        params=_paging({} if kind is None else {"kind": kind}, page_size, cursor),
+    )
+
+
+GRANT_STATUSES = ("active", "expired", "all")
+
+
+def grants_page(
+    status: str = "active", page_size: int = DEFAULT_PAGE_SIZE, cursor: str | None = None
+) -> Call[Page[Grant]]:
+    """``status``: active (credits left, not expired), expired, or all."""
+    if status not in GRANT_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(GRANT_STATUSES)}, not {status!r}")
+    return Call(
+        "GET",
+        f"{API}/credits/grants",
+        _page(Grant.from_json),
+        params=_paging({"status": status}, page_size, cursor),
     )
 
 

@@ -10,45 +10,42 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
+
+from portal.client._convert import optional_datetime, optional_decimal, to_datetime, to_decimal
+from portal.client.grants import Expiry, ReturnedCredits
 
 T = TypeVar("T")
 
 
-def to_decimal(value: Any) -> Decimal:
-    """JSON numbers arrive as ``int`` or ``Decimal`` (parsed with ``parse_float=Decimal``)."""
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
-    raise TypeError(f"expected a JSON number, got {value!r}")
-
-
-def optional_decimal(value: Any) -> Decimal | None:
-    return None if value is None else to_decimal(value)
-
-
-def to_datetime(value: Any) -> datetime:
-    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True, slots=True)
 class Balance:
+    """``on_hold``: credits of a disputed payment, frozen until it closes (not in ``balance``);
+    ``owed``: credits clawed back after they were spent, paid from the next ones to arrive."""
+
     organization: str
     balance: Decimal
     reserved: Decimal
     available: Decimal
+    next_expiry: Expiry | None = None
+    on_hold: Decimal = Decimal(0)
+    owed: Decimal = Decimal(0)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Balance:
+        expiry = data.get("next_expiry")
         return cls(
             organization=data["organization"],
             balance=to_decimal(data["balance"]),
             reserved=to_decimal(data["reserved"]),
             available=to_decimal(data["available"]),
+            next_expiry=None
+            if expiry is None
+            else Expiry(to_decimal(expiry["amount"]), to_datetime(expiry["expires_at"])),
+            on_hold=to_decimal(data.get("on_hold", 0)),
+            owed=to_decimal(data.get("owed", 0)),
         )
 
 
@@ -114,6 +111,7 @@ class Refund:
     credits_refunded: Decimal
     remaining_credits: Decimal
     replayed: bool = False
+    returned_to: tuple[ReturnedCredits, ...] = ()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], replayed: bool = False) -> Refund:
@@ -123,6 +121,14 @@ class Refund:
             credits_refunded=to_decimal(data["credits_refunded"]),
             remaining_credits=to_decimal(data["remaining_credits"]),
             replayed=replayed,
+            returned_to=tuple(
+                ReturnedCredits(
+                    int(part["grant_id"]),
+                    to_decimal(part["amount"]),
+                    optional_datetime(part.get("expires_at")),
+                )
+                for part in data.get("returned_to", ())
+            ),
         )
 
 

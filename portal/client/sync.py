@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -13,6 +13,7 @@ import httpx
 from portal.client import operations as ops
 from portal.client._wire import Call, Settings, connection_error, interpret, log_retry
 from portal.client.errors import CreditsAPIError
+from portal.client.grants import Grant
 from portal.client.operations import Number
 from portal.client.reservations import ReservationHold
 from portal.client.results import (
@@ -24,6 +25,7 @@ from portal.client.results import (
     DeductLine,
     Department,
     FeaturePrice,
+    Page,
     Refund,
     Release,
     Reservation,
@@ -102,6 +104,16 @@ class CreditClient:
             time.sleep(delay)
             attempt += 1
 
+    def _every(self, page_at: Callable[[str | None], Call[Page[T]]]) -> Iterator[T]:
+        """Every item of a listing, following ``next_cursor`` until the last page."""
+        cursor = None
+        while True:
+            page = self.send(page_at(cursor))
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     # --- reads -----------------------------------------------------------------------------
 
     def balance(self) -> Balance:
@@ -134,13 +146,7 @@ class CreditClient:
         query = ops.ledger_query(
             start=start, end=end, feature_key=feature_key, category=category, department=department
         )
-        cursor = None
-        while True:
-            page = self.send(ops.usage_page(query, page_size, cursor))
-            yield from page.items
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        yield from self._every(lambda cursor: ops.usage_page(query, page_size, cursor))
 
     def usage_summary(
         self,
@@ -157,15 +163,18 @@ class CreditClient:
         )
         return self.send(ops.usage_summary(group_by, query))
 
-    def transactions(self, *, page_size: int = ops.DEFAULT_PAGE_SIZE) -> Iterator[Transaction]:
-        """Every ledger row of the organization, newest first."""
-        cursor = None
-        while True:
-            page = self.send(ops.transactions_page(page_size, cursor))
-            yield from page.items
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+    def transactions(
+        self, *, kind: str | None = None, page_size: int = ops.DEFAULT_PAGE_SIZE
+    ) -> Iterator[Transaction]:
+        """Every ledger row of the organization (or only those of ``kind``), newest first."""
+        yield from self._every(lambda cursor: ops.transactions_page(page_size, cursor, kind))
+
+    def grants(
+        self, status: str = "active", *, page_size: int = ops.DEFAULT_PAGE_SIZE
+    ) -> Iterator[Grant]:
+        """The organization's grants, newest first: ``active`` (credits left, not expired),
+        ``expired`` or ``all``; fetching pages as it goes."""
+        yield from self._every(lambda cursor: ops.grants_page(status, page_size, cursor))
 
     def departments(self) -> list[Department]:
         return self.send(ops.departments())

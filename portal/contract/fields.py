@@ -140,7 +140,10 @@ class String(Field):
 
     def json_schema(self) -> dict[str, Any]:
         if self.enum is not None:
-            return {"type": "string", "enum": list(self.enum)}
+            choices: dict[str, Any] = {"type": "string", "enum": list(self.enum)}
+            if self.default is not None:
+                choices["default"] = self.default
+            return choices
         schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": self.max_length}
         schema["pattern"] = self.pattern or TEXT_PATTERN
         if self.default is not None:
@@ -149,7 +152,9 @@ class String(Field):
 
 
 class Amount(Field):
-    """A JSON number with at most 6 decimal places, returned as integer micro-units."""
+    """A JSON number with at most 6 decimal places, returned as integer micro-units.
+
+    ``allow_negative`` admits -maximum … maximum (a manual adjustment that takes credits)."""
 
     json_type = "number"
 
@@ -159,6 +164,7 @@ class Amount(Field):
         *,
         maximum: int,
         allow_zero: bool = False,
+        allow_negative: bool = False,
         required: bool = False,
         nullable: bool = False,
         default: int | None = None,
@@ -166,12 +172,15 @@ class Amount(Field):
         super().__init__(description, required=required, nullable=nullable)
         self.maximum = maximum  # micro-units
         self.allow_zero = allow_zero
+        self.allow_negative = allow_negative
         self.default = default
         self._max_decimal = micros_to_decimal(maximum)
         # Decimal.adjusted() is the exponent of the leading digit: 999 -> 2.
         self._max_adjusted = self._max_decimal.adjusted()
 
-    def _too_large(self, name: str) -> InvalidRequest:
+    def _too_large(self, name: str, *, negative: bool = False) -> InvalidRequest:
+        if negative:
+            return InvalidRequest(name, f"must be at least -{self._max_decimal:,f}")
         return InvalidRequest(name, f"must be at most {self._max_decimal:,f}")
 
     def parse(self, value: Any, name: str) -> int:
@@ -184,7 +193,7 @@ class Amount(Field):
             if not value.is_finite():
                 raise InvalidRequest(name, "must be a finite number")
             if value.adjusted() > self._max_adjusted:  # bounded before any conversion
-                raise self._too_large(name)
+                raise self._too_large(name, negative=self.allow_negative and value < 0)
             # Exact: at most ~19 digits once bounded, far inside Decimal's 28-digit precision.
             quantized = value.quantize(_QUANT)
             if quantized != value:
@@ -196,9 +205,11 @@ class Amount(Field):
             )
         else:
             raise InvalidRequest(name, "must be a number")
-        if micros > self.maximum:
-            raise self._too_large(name)
-        if micros < 0:
+        if abs(micros) > self.maximum:
+            if micros < 0 and not self.allow_negative:
+                raise InvalidRequest(name, "must not be negative")
+            raise self._too_large(name, negative=micros < 0)
+        if micros < 0 and not self.allow_negative:
             raise InvalidRequest(name, "must not be negative")
         if micros == 0 and not self.allow_zero:
             raise InvalidRequest(name, "must be greater than zero")
@@ -206,7 +217,12 @@ class Amount(Field):
 
     def json_schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "number"}
-        schema["minimum" if self.allow_zero else "exclusiveMinimum"] = 0
+        if self.allow_negative:
+            schema["minimum"] = -_plain(self._max_decimal)
+            if not self.allow_zero:
+                schema["not"] = {"const": 0}
+        else:
+            schema["minimum" if self.allow_zero else "exclusiveMinimum"] = 0
         schema["maximum"] = _plain(self._max_decimal)
         schema["multipleOf"] = float(Decimal(1).scaleb(-PLACES))
         if self.default is not None:
@@ -462,9 +478,22 @@ class Moment(Field):
 
 
 class Query(Body):
-    """Query-string parameters: like a ``Body`` of strings, but other parameters are ignored."""
+    """Query-string parameters: like a ``Body`` of strings, but other parameters are ignored
+    unless ``strict`` (then an unknown parameter is an error naming it, as in a body)."""
+
+    def __init__(
+        self, fields: Mapping[str, Field], *, description: str = "", strict: bool = False
+    ) -> None:
+        super().__init__(fields, description=description)
+        self.strict = strict
 
     def parse(self, data: Any, prefix: str = "") -> dict[str, Any]:
+        if self.strict:
+            for name in data:
+                if name not in self.fields:
+                    raise InvalidRequest(name[:100], "is not a parameter of this request")
+                if hasattr(data, "getlist") and len(data.getlist(name)) > 1:
+                    raise InvalidRequest(name, "must be given once")
         values: dict[str, Any] = {}
         for name, field in self._items:
             value = data.get(name)

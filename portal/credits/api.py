@@ -190,8 +190,18 @@ def usage_summary() -> Response:
 def transactions() -> Response:
     values = schemas.query(schemas.TRANSACTIONS_QUERY)
     filters = queries.LedgerFilter(organization_id=g.organization.id)
+    kinds = (values["kind"],) if values["kind"] else None
     page = queries.ledger_page(
-        filters, kinds=None, limit=values["limit"], before=schemas.cursor(values)
+        filters, kinds=kinds, limit=values["limit"], before=schemas.cursor(values)
+    )
+    return _page_response(page)
+
+
+@bp.get("/credits/grants")
+def grants() -> Response:
+    values = schemas.query(schemas.GRANTS_QUERY)
+    page = queries.grants_page(
+        g.organization, values["status"], limit=values["limit"], before=schemas.cursor(values)
     )
     return _page_response(page)
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from portal.credits import apikeys, idempotency, organizations, pricing, service
+from portal.contract.fields import Moment
+from portal.credits import apikeys, idempotency, manual, organizations, pricing, queries, service
 from portal.errors import PortalError
-from portal.money import AmountError, format_credits, parse_typed_credits
+from portal.money import MICRO, AmountError, format_credits, parse_typed_credits
+from portal.timeutil import utcnow
+
+EXPIRES_AT = Moment("When the credits expire.")
 
 
 def _micros(value: str, *, allow_negative: bool = False, allow_zero: bool = True) -> int:
@@ -20,6 +24,15 @@ def _micros(value: str, *, allow_negative: bool = False, allow_zero: bool = True
 
 def _fail_on_portal_error(exc: PortalError) -> None:
     raise click.ClickException(exc.message)
+
+
+def _fail_with_option_names(exc: PortalError) -> None:
+    """A field error named as the option it came from: ``--expires-at: must be …``."""
+    field = exc.extra.get("field")
+    if field and field != "amount" and exc.message.startswith(f"{field}: "):
+        option = "--" + field.replace("_", "-")
+        raise click.ClickException(option + exc.message.removeprefix(field))
+    _fail_on_portal_error(exc)
 
 
 def register_credits_commands(app: Flask) -> None:
@@ -96,24 +109,70 @@ def register_credits_commands(app: Flask) -> None:
 
     @app.cli.group("credits")
     def credits_group() -> None:
-        """Balances."""
+        """Balances and grants."""
 
     # ignore_unknown_options lets a negative AMOUNT ("-5") be read as the argument it is.
     @credits_group.command("grant", context_settings={"ignore_unknown_options": True})
     @click.argument("slug")
     @click.argument("amount")
     @click.option("--reason", required=True, help="Why; shown in the ledger.")
-    def credits_grant(slug: str, amount: str, reason: str) -> None:
-        """Grant AMOUNT credits to SLUG (a negative AMOUNT is an adjustment)."""
+    @click.option(
+        "--expires-in-days", type=int, default=None, help="Expire N days from now (1-3650)."
+    )
+    @click.option(
+        "--expires-at",
+        default=None,
+        help="Expire at this moment: an ISO 8601 date or datetime (UTC unless it says).",
+    )
+    @click.option(
+        "--priority",
+        type=int,
+        default=None,
+        help="Burn order, 0-1000, lower first (default 10: before plan and bought credits).",
+    )
+    def credits_grant(
+        slug: str,
+        amount: str,
+        reason: str,
+        expires_in_days: int | None,
+        expires_at: str | None,
+        priority: int | None,
+    ) -> None:
+        """Grant AMOUNT credits to SLUG (a negative AMOUNT is an adjustment that takes them in
+        burn order). Without an expiry option the credits never expire."""
         micros = _micros(amount, allow_negative=True, allow_zero=False)
         try:
+            moment = None if expires_at is None else EXPIRES_AT.parse(expires_at, "expires_at")
+            request = manual.ManualGrant(
+                micros, reason, expires_in_days, expires_at=moment, priority=priority
+            )
             organization = organizations.get_by_slug(slug)
-            kind = "grant" if micros > 0 else "adjustment"
-            service.grant(organization.id, micros, kind, description=reason)
+            granted = manual.give(organization.id, request)
             balance = service.get_balance(organization)
         except PortalError as exc:
-            _fail_on_portal_error(exc)
+            _fail_with_option_names(exc)
+        if granted.grant_id is None:
+            click.echo(f"{slug}: took {format_credits(-micros)} credits (adjustment).")
+        else:
+            grant = manual.granted_json(granted)
+            expiry = f"expires {grant['expires_at']}" if grant["expires_at"] else "never expires"
+            click.echo(
+                f"{slug}: granted {format_credits(micros)} credits (grant #{granted.grant_id}, "
+                f"priority {grant['priority']}, {expiry})."
+            )
         click.echo(f"{slug}: balance {format_credits(balance.balance)} credits.")
+
+    @credits_group.command("expire")
+    def credits_expire() -> None:
+        """Expire every grant whose time has come, in every organization (run it from cron;
+        balances are correct without it, since every read and debit expires lazily)."""
+        now = utcnow()
+        total = service.expire_due(now)
+        organizations_count, _ = queries.expired_in_sweep(now)
+        click.echo(
+            f"Expired {format_credits(total)} credit{'' if total == MICRO else 's'} in "
+            f"{organizations_count} organization{'' if organizations_count == 1 else 's'}."
+        )
 
     @credits_group.command("purge-idempotency")
     @click.option("--older-than-hours", default=48, show_default=True, type=int)

@@ -63,6 +63,10 @@ def ensure_prices() -> int:
     return created
 
 
+DEMO_PROMOTION_CREDITS = 250 * MICRO
+DEMO_PROMOTION_DAYS = 20
+
+
 def create_demo(days: int = 90, seed: int = 7) -> DemoResult:
     ensure_prices()
     existing = db.session.scalar(select(Organization).where(Organization.slug == DEMO_SLUG))
@@ -85,7 +89,7 @@ def create_demo(days: int = 90, seed: int = 7) -> DemoResult:
     now = utcnow()
     start = now - timedelta(days=days)
     entries = [
-        service.HistoricEntry("grant", 20_000 * MICRO, start, description="Opening balance"),
+        service.HistoricEntry("opening", 20_000 * MICRO, start, description="Opening balance"),
     ]
     for month in range(days // 30):
         # Shaped as a real fulfilment writes it (``billing.fulfilment``): keyed by its checkout
@@ -138,5 +142,14 @@ def create_demo(days: int = 90, seed: int = 7) -> DemoResult:
                 )
             )
     count = service.import_history(organization.id, entries)
+    # A promotion that burns first and runs out soon: the dashboard's "expire on" line.
+    service.grant(
+        organization.id,
+        DEMO_PROMOTION_CREDITS,
+        "grant",
+        description="Launch promotion",
+        source_ref=f"demo:promotion:{organization.id}",
+        terms=service.GrantTerms(expires_at=now + timedelta(days=DEMO_PROMOTION_DAYS)),
+    )
     key = apikeys.create_api_key(organization.id, "Demo key")
     return DemoResult(organization, key.secret, True, count)

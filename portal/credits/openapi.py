@@ -83,7 +83,10 @@ SPENDING = {
 }
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("get", "/balance"): Operation(
-        "Balance, reserved and available credits of the key's organization", 200, "Balance"
+        "Balance, reserved and available credits of the key's organization; the next credits "
+        "to expire, credits on hold (disputed) and owed",
+        200,
+        "Balance",
     ),
     ("post", "/credits/check"): Operation(
         "Would this deduct succeed now? Writes nothing.",
@@ -171,6 +174,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         200,
         "LedgerPage",
         query=schemas.TRANSACTIONS_QUERY,
+    ),
+    ("get", "/credits/grants"): Operation(
+        "The organization's grants (credits with their own priority and expiry), newest first",
+        200,
+        "GrantPage",
+        query=schemas.GRANTS_QUERY,
     ),
     ("get", "/departments"): Operation(
         "Departments with their monthly limit and month-to-date use", 200, "Departments"

@@ -1,4 +1,5 @@
-"""Read models over the ledger: usage pages, summaries, transactions, departments, prices.
+"""Read models over the ledger: usage pages, summaries, transactions, grants, departments,
+prices.
 
 Pages use keyset pagination on the ledger id (newest first), so page 10,000 costs the same as
 page 1 and a cursor stays valid while new rows arrive.
@@ -13,13 +14,15 @@ from typing import Any, ClassVar
 
 from sqlalchemy import Select, func, literal, select, tuple_
 
-from portal.credits.models import Department, FeaturePrice, LedgerEntry
+from portal.credits.models import CreditGrant, Department, FeaturePrice, LedgerEntry, Organization
 from portal.extensions import db
 from portal.money import micros_to_decimal
 from portal.timeutil import isoformat_z, month_key, utcnow
 
 SUMMARY_GROUPS = ("feature", "category", "day", "department")
 USAGE_KINDS = ("deduct", "refund")
+# active: credits left (or held) and not expired; expired: its expiry has passed.
+GRANT_STATUSES = ("active", "expired", "all")
 
 
 @dataclass(frozen=True)
@@ -273,3 +276,78 @@ def feature_choices() -> list[tuple[str, str]]:
             )
         ).all()
     )
+
+
+# --- grants ----------------------------------------------------------------------------------
+
+
+def settle(organization: Organization) -> None:
+    """Release lapsed holds and sweep expired grants first, as the balance read does, so a
+    listing never shows credits as left (or held) that expired before anyone spent them."""
+    from portal.credits import service  # the service reads no queries: no import cycle
+
+    service.get_balance(organization)
+
+
+def _grant_status(stmt: Select, status: str, now: datetime) -> Select:
+    if status == "active":
+        return stmt.where(
+            (CreditGrant.remaining > 0) | (CreditGrant.held > 0),
+            CreditGrant.expires_at.is_(None) | (CreditGrant.expires_at > now),
+        )
+    if status == "expired":
+        return stmt.where(CreditGrant.expires_at <= now)
+    return stmt
+
+
+def grant_rows(
+    organization_id: int, status: str, *, limit: int, before: Position | None = None
+) -> tuple[list[CreditGrant], Position | None]:
+    """One page of grants, newest first (the (organization, created_at, id) index), and where
+    the next page starts (or None)."""
+    stmt = _grant_status(
+        select(CreditGrant).where(CreditGrant.organization_id == organization_id),
+        status,
+        utcnow(),
+    )
+    if before is not None:
+        stmt = stmt.where(
+            tuple_(CreditGrant.created_at, CreditGrant.id) < tuple_(before.created_at, before.id)
+        )
+    stmt = stmt.order_by(CreditGrant.created_at.desc(), CreditGrant.id.desc()).limit(limit + 1)
+    grants = list(db.session.scalars(stmt))
+    last = grants[limit - 1] if len(grants) > limit else None
+    return grants[:limit], (Position(last.created_at, last.id) if last else None)
+
+
+def grant_json(grant: CreditGrant) -> dict[str, Any]:
+    return {
+        "id": grant.id,
+        "kind": grant.kind,
+        "amount": micros_to_decimal(grant.amount),
+        "remaining": micros_to_decimal(grant.remaining),
+        "priority": grant.priority,
+        "expires_at": isoformat_z(grant.expires_at),
+        "description": grant.description,
+        "created_at": isoformat_z(grant.created_at),
+    }
+
+
+def grants_page(
+    organization: Organization, status: str, *, limit: int, before: Position | None = None
+) -> Page:
+    settle(organization)
+    grants, after = grant_rows(organization.id, status, limit=limit, before=before)
+    return Page([grant_json(grant) for grant in grants], after)
+
+
+def expired_in_sweep(moment: datetime) -> tuple[int, int]:
+    """(organizations, micro-credits) of the ``expire`` rows a sweep wrote at ``moment``
+    (``service.expire_due(now)`` dates every row it writes ``now``)."""
+    row = db.session.execute(
+        select(
+            func.count(func.distinct(LedgerEntry.organization_id)),
+            func.coalesce(func.sum(-LedgerEntry.amount), 0),
+        ).where(LedgerEntry.kind == "expire", LedgerEntry.created_at == moment)
+    ).one()
+    return int(row[0]), int(row[1])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal.credits.models import LEDGER_KINDS
+from portal.credits.models import GRANT_KINDS, LEDGER_KINDS
 from portal.credits.queries import SUMMARY_GROUPS
 
 CREDITS = {"type": "number", "description": "Credits: a decimal number with up to 6 places."}
@@ -18,6 +18,7 @@ ID = {"type": "integer", "minimum": 1}
 TEXT = {"type": "string"}
 NULLABLE_TEXT = {"type": ["string", "null"]}
 MOMENT = {"type": "string", "format": "date-time"}
+NULLABLE_MOMENT = {"type": ["string", "null"], "format": "date-time"}
 
 
 def shape(description: str = "", /, **properties: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +48,22 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def nullable(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """``schema`` or null."""
+    return {**schema, "type": [schema["type"], "null"], "description": description}
+
+
+EXPIRY = shape(
+    amount={**CREDITS, "description": "Credits that expire then, unless spent first."},
+    expires_at=MOMENT,
+)
+RETURNED = shape(
+    "Where refunded credits went: back into the grant they came from, or into a new grant "
+    "(keeping the old expiry, or the refund grace period) if that one had expired.",
+    grant_id=ID,
+    amount=CREDITS,
+    expires_at={**NULLABLE_MOMENT, "description": "null: never expires."},
+)
 DEDUCTION = shape(
     deduction_id=ID,
     feature_key=TEXT,
@@ -68,7 +85,28 @@ LEDGER_ROW_FIELDS: dict[str, Any] = {
 }
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "Balance": shape(organization=TEXT, balance=CREDITS, reserved=CREDITS, available=CREDITS),
+    "Balance": shape(
+        organization=TEXT,
+        balance={
+            **CREDITS,
+            "description": "Credits in the organization's grants minus what it owes.",
+        },
+        reserved={**CREDITS, "description": "Held by open reservations."},
+        available={**CREDITS, "description": "balance − reserved: what a deduct can use."},
+        next_expiry=nullable(
+            EXPIRY, "The soonest credits to expire and how many; null: none expire."
+        ),
+        on_hold={
+            **CREDITS,
+            "description": "Credits of a disputed payment, frozen until the dispute closes; "
+            "not in balance.",
+        },
+        owed={
+            **CREDITS,
+            "description": "Credits clawed back after they were spent (a refunded or lost "
+            "payment); the next credits to arrive pay it first.",
+        },
+    ),
     "Check": shape(
         has_enough={"type": "boolean"},
         required=CREDITS,
@@ -85,7 +123,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         remaining_credits=CREDITS,
     ),
     "Refund": shape(
-        refund_id=ID, deduction_id=ID, credits_refunded=CREDITS, remaining_credits=CREDITS
+        refund_id=ID,
+        deduction_id=ID,
+        credits_refunded=CREDITS,
+        remaining_credits=CREDITS,
+        returned_to={"type": "array", "items": RETURNED},
     ),
     "Reservation": shape(
         reservation_id=ID, credits_reserved=CREDITS, expires_at=MOMENT, available=CREDITS
@@ -129,6 +171,18 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         total=CREDITS,
         group_by={"type": "string", "enum": list(SUMMARY_GROUPS)},
     ),
+    "Grant": shape(
+        "Credits that entered the organization, burned in priority order (lowest first), "
+        "then soonest expiry.",
+        id=ID,
+        kind={"type": "string", "enum": list(GRANT_KINDS)},
+        amount={**CREDITS, "description": "Credits granted."},
+        remaining={**CREDITS, "description": "Credits left to spend (not counting holds)."},
+        priority={"type": "integer", "description": "Lower burns first."},
+        expires_at={**NULLABLE_MOMENT, "description": "null: never expires."},
+        description=NULLABLE_TEXT,
+        created_at=MOMENT,
+    ),
     "Department": shape(
         name=TEXT,
         monthly_limit={**NULLABLE_CREDITS, "description": "null: no limit."},
@@ -137,5 +191,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Features": listing("Pricing"),
     "UsagePage": listing("UsageRow", paged=True),
     "LedgerPage": listing("LedgerRow", paged=True),
+    "GrantPage": listing("Grant", paged=True),
     "Departments": listing("Department"),
 }

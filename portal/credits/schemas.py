@@ -21,8 +21,8 @@ from portal.contract.fields import (
     String,
 )
 from portal.contract.jsonbody import canonical_body, json_body
-from portal.credits.models import FEATURE_KEY_PATTERN
-from portal.credits.queries import SUMMARY_GROUPS, Position
+from portal.credits.models import FEATURE_KEY_PATTERN, LEDGER_KINDS
+from portal.credits.queries import GRANT_STATUSES, SUMMARY_GROUPS, Position
 from portal.credits.results import MAX_CHARGE, Spend
 from portal.money import MICRO
 
@@ -142,7 +142,19 @@ SUMMARY_QUERY = Query(
         "group_by": String("How to group.", enum=SUMMARY_GROUPS, default="feature"),
     }
 )
-TRANSACTIONS_QUERY = Query(PAGING)
+TRANSACTIONS_QUERY = Query({"kind": String("Only rows of this kind.", enum=LEDGER_KINDS), **PAGING})
+GRANTS_QUERY = Query(
+    {
+        "status": String(
+            "active: credits left (or held by a reservation) and not expired; expired: past "
+            "its expiry; all: every grant.",
+            enum=GRANT_STATUSES,
+            default="active",
+        ),
+        **PAGING,
+    },
+    strict=True,
+)
 PRICING_QUERY = Query({"key": feature_key("The feature key.")})
 
 

@@ -8,8 +8,9 @@ from datetime import date, timedelta
 from flask import current_app
 from sqlalchemy import func, select
 
-from portal.credits import rollup
+from portal.credits import rollup, service
 from portal.credits.models import FeaturePrice, Organization, UsageRollup
+from portal.credits.results import Expiry
 from portal.extensions import db
 from portal.money import parse_micros
 from portal.timeutil import month_start, utcnow
@@ -24,6 +25,9 @@ class Overview:
     used_this_month: int
     used_last_month: int
     low_balance_threshold: int
+    next_expiry: Expiry | None = None  # the soonest credits to expire
+    on_hold: int = 0  # frozen by an open dispute
+    owed: int = 0  # clawed back after being spent; the next credits pay it
 
     @property
     def available(self) -> int:
@@ -45,12 +49,16 @@ def _used_between(organization_id: int, start: date, end: date | None = None) ->
 
 def overview(organization: Organization) -> Overview:
     rollup.refresh(organization.id)
-    fresh = db.session.get(Organization, organization.id, populate_existing=True)
+    # The service's reading: expired grants and lapsed holds are swept before it counts.
+    balance = service.get_balance(organization)
     this_month = month_start(utcnow()).date()
     last_month = (this_month - timedelta(days=1)).replace(day=1)
     return Overview(
-        balance=fresh.balance,
-        reserved=fresh.reserved,
+        balance=balance.balance,
+        reserved=balance.reserved,
+        next_expiry=balance.next_expiry,
+        on_hold=balance.on_hold,
+        owed=balance.owed,
         used_this_month=_used_between(organization.id, this_month),
         used_last_month=_used_between(organization.id, last_month, this_month),
         low_balance_threshold=parse_micros(

@@ -1,4 +1,5 @@
-"""The user dashboard: overview, usage chart, usage history (and CSV), transactions."""
+"""The user dashboard: overview, usage chart, usage history (and CSV), transactions, credits
+(the grants)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from flask_login import current_user
 
 from portal.auth.access import member_required
 from portal.billing import queries as billing
+from portal.credits import labels, service
 from portal.credits import queries as ledger
+from portal.credits.models import LEDGER_KINDS
 from portal.dashboard import charts, export, queries
 from portal.dashboard.filters import UsageFilterForm
 from portal.timeutil import utcnow
@@ -147,14 +150,46 @@ def usage_csv():
 @member_required
 def transactions():
     organization_id = g.membership.organization_id
+    kind = request.args.get("kind", "")
+    kind = kind if kind in LEDGER_KINDS else ""  # an unknown kind lists every row
     before = _position()
     entries, after = ledger.ledger_entries(
-        ledger.LedgerFilter(organization_id), kinds=None, limit=PAGE_SIZE, before=before
+        ledger.LedgerFilter(organization_id),
+        kinds=(kind,) if kind else None,
+        limit=PAGE_SIZE,
+        before=before,
     )
+    args = {"kind": kind} if kind else {}
     return render_template(
         "dashboard/transactions.html",
         entries=entries,
+        kind=kind,
+        kinds=labels.kind_choices(),
         departments=ledger.department_names(organization_id),
-        next_url=url_for("dashboard.transactions", before=after.encode()) if after else None,
-        newest_url=url_for("dashboard.transactions") if before else None,
+        next_url=url_for("dashboard.transactions", before=after.encode(), **args)
+        if after
+        else None,
+        newest_url=url_for("dashboard.transactions", **args) if before else None,
+    )
+
+
+@bp.get("/credits")
+@member_required
+def credits():
+    """The organization's grants: what is left of each, where it came from, when it expires."""
+    organization = g.membership.organization
+    status = request.args.get("status", "active")
+    status = status if status in ledger.GRANT_STATUSES else "active"
+    before = _position()
+    balance = service.get_balance(organization)  # sweeps expired grants before they are listed
+    grants, after = ledger.grant_rows(organization.id, status, limit=PAGE_SIZE, before=before)
+    return render_template(
+        "dashboard/credits.html",
+        balance=balance,
+        grants=grants,
+        status=status,
+        next_url=url_for("dashboard.credits", status=status, before=after.encode())
+        if after
+        else None,
+        newest_url=url_for("dashboard.credits", status=status) if before else None,
     )

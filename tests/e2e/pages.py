@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from flask import Flask
 from sqlalchemy import select
@@ -94,13 +95,15 @@ LONG_EMAIL = f"{'e' * 64}@{'long' * 20}.example"
 
 
 def seed_long_text(database_url: str) -> None:
-    """A priced feature, a department, a charge, a member and a key with the longest texts."""
+    """A priced feature, a department, a charge, a grant, a member and a key with the longest
+    texts."""
     from portal.auth import service as people
     from portal.credits import pricing, service
     from portal.credits.apikeys import create_api_key
     from portal.credits.models import Organization
     from portal.credits.results import Spend
     from portal.money import MICRO
+    from portal.timeutil import utcnow
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url})
     with app.app_context():
@@ -112,6 +115,14 @@ def seed_long_text(database_url: str) -> None:
         service.deduct(
             organization,
             Spend(LONG_KEY, department=LONG_DEPARTMENT, user_ref=LONG_USER, description="d" * 200),
+        )
+        expires_at = utcnow() + timedelta(days=3)  # a grant whose reason is as long as allowed
+        service.grant(
+            organization.id,
+            MICRO,
+            "grant",
+            description="r" * 500,
+            terms=service.GrantTerms(expires_at=expires_at),
         )
         user = people.create_user(LONG_EMAIL, "long-text-password-1")
         people.add_membership(user, organization.id, "member")

@@ -29,6 +29,7 @@ TABLE_PAGES = {
     "owner": (
         "/usage",
         "/transactions",
+        "/credits?status=all",
         "/settings/departments",
         "/settings/members",
         "/settings/api-keys",

@@ -24,10 +24,11 @@ from portal.credits.service.ledger import append, run
 
 _grants = CreditGrant.__table__
 _organizations = Organization.__table__
+# NULLS LAST is PostgreSQL's default for an ascending index, so the order reads the burn index
+# (organization_id, priority, expires_at, created_at, id) WHERE remaining > 0 as it is.
 BURN_ORDER = (
     _grants.c.priority,
-    _grants.c.expires_at.is_(None),
-    _grants.c.expires_at,
+    _grants.c.expires_at.asc().nulls_last(),
     _grants.c.created_at,
     _grants.c.id,
 )
@@ -101,7 +102,7 @@ def record(
     now: datetime,
 ) -> None:
     """Allocation rows: always for a hold, for a ledger row only when it spans several grants."""
-    if reservation_id is None and len(parts) < 2:
+    if not parts or (reservation_id is None and len(parts) < 2):
         return
     run(
         insert(GrantAllocation),

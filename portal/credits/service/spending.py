@@ -17,7 +17,7 @@ from portal.credits.idempotency import IdempotencySlot
 from portal.credits.models import CreditGrant, Department, LedgerEntry, Organization
 from portal.credits.results import Balance, Batch, CheckResult, Deduction, Expiry, Refund, Spend
 from portal.credits.service import allocation
-from portal.credits.service.guard import debit, release_expired_holds
+from portal.credits.service.guard import debit, debit_and_take, release_expired_holds
 from portal.credits.service.ledger import (
     active_feature,
     append,
@@ -157,14 +157,17 @@ def _charge_lines(
     by_id = {department.id: department for department in departments.values()}
     for department_id in sorted(per_department):  # a fixed lock order: no deadlocks
         charge_department(by_id[department_id], per_department[department_id], now)
-    balance, reserved = debit(organization.id, sum(costs))
+    if len(spends) == 1:
+        balance, reserved, first = debit_and_take(organization.id, costs[0])
+    else:
+        balance, reserved = debit(organization.id, sum(costs))
     running = balance + sum(costs)
     results = []
     for spend, cost in zip(spends, costs, strict=True):
         running -= cost
         feature = features[spend.feature_key]
         department = departments.get(spend.department) if spend.department else None
-        parts = allocation.take(organization.id, cost)
+        parts = first if len(spends) == 1 else allocation.take(organization.id, cost)
         entry_id = append(
             organization.id,
             "deduct",

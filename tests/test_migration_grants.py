@@ -249,12 +249,6 @@ def test_the_service_works_on_the_migrated_balances(migrated):
     assert service.get_balance(owing).owed == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="0016 gives such an organization held = min(reserved, balance) and no grant below "
-    "0: the hold's allocation exceeds its grant's held (capture: CHECK grant_parts_nonnegative) "
-    "or has no grant at all (the books break); see the lifecycle-proof report",
-)
 @pytest.mark.parametrize("accounts_spec", [OVERHELD])
 @pytest.mark.parametrize("ending", ["capture", "release"])
 def test_holds_beyond_the_balance_stay_held_and_the_rest_is_debt(migrated, ending):
@@ -277,15 +271,7 @@ def test_holds_beyond_the_balance_stay_held_and_the_rest_is_debt(migrated, endin
 
 
 @pytest.mark.parametrize("server_timezone", ["Asia/Tokyo"])  # SQLite's clock is always UTC
-def test_opening_grants_are_dated_in_utc_whatever_the_servers_timezone(request, migrated, backend):
-    if backend == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="0016 dates them with CURRENT_TIMESTAMP, stored as the server's local "
-                "time: 9 hours ahead here, so purchases of the next 9 hours burn before them",
-            )
-        )
+def test_opening_grants_are_dated_in_utc_whatever_the_servers_timezone(migrated):
     accounts, _before = migrated
     (grant,) = grants_of(accounts["plain"]["id"])
     assert abs(grant.created_at - utcnow()) < timedelta(minutes=5)

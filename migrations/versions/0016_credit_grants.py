@@ -12,6 +12,7 @@ Create Date: 2026-12-04
 """
 
 import warnings
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -207,21 +208,30 @@ def _create_allocations_and_disputes() -> None:
 
 
 def _open_balances_as_grants() -> None:
-    """Every organization's balance becomes one ``opening`` grant; its open holds hold it."""
+    """Every organization's balance becomes one ``opening`` grant; its open holds hold it.
+
+    Before grants, a claw-back could leave the balance below what open holds kept (or below
+    zero): the grant then holds all the holds keep, and the difference is debt, so that
+    ``balance = remaining + held − debt`` from the first moment.
+    """
     bind = op.get_bind()
-    now = bind.execute(sa.text("SELECT CURRENT_TIMESTAMP")).scalar_one()
+    # Naive UTC, as every timestamp the portal writes; CURRENT_TIMESTAMP would be the
+    # PostgreSQL server's local time, and the burn order reads created_at.
+    now = datetime.now(UTC).replace(tzinfo=None)
     organizations = bind.execute(
         sa.text("SELECT id, balance, reserved FROM organizations ORDER BY id")
     ).all()
     for organization_id, balance, reserved in organizations:
-        if balance <= 0:
-            if balance < 0:
-                bind.execute(
-                    sa.text("UPDATE organizations SET debt = :debt WHERE id = :id"),
-                    {"debt": -balance, "id": organization_id},
-                )
+        held = max(reserved, 0)
+        amount = max(balance, held)
+        debt = amount - balance
+        if debt:
+            bind.execute(
+                sa.text("UPDATE organizations SET debt = :debt WHERE id = :id"),
+                {"debt": debt, "id": organization_id},
+            )
+        if amount <= 0:
             continue
-        held = min(reserved, balance)
         grant_id = bind.execute(
             sa.text(
                 "INSERT INTO credit_grants (organization_id, kind, amount, remaining, held, "
@@ -232,8 +242,8 @@ def _open_balances_as_grants() -> None:
             ),
             {
                 "org": organization_id,
-                "amount": balance,
-                "remaining": balance - held,
+                "amount": amount,
+                "remaining": amount - held,
                 "held": held,
                 "now": now,
             },

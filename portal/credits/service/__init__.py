@@ -8,11 +8,13 @@ event's own commit. The verbs live by what they do:
   ledger appends and the transaction with its after-commit list;
 - ``spending``: check, deduct, batches and refunds;
 - ``holds``: reserve, capture, release;
-- ``grants``: credits entering an organization outside of usage, plan periods, expiry
-  sweeps, and history imports (``history``);
+- ``grants``: credits entering an organization outside of usage, expiry sweeps, and history
+  imports (``history``); ``periods``: plan credits when a period closes (rollover);
 - ``claws``: taking a payment's credits back (refunds, lost disputes) and freezing them
   while a dispute is open;
-- ``allocation``: which grants credits come from and go back to (burn order, holds, debt);
+- ``allocation``: which grants credits come from and go back to (burn order, refunds);
+  ``expiry``: what ends (holds, grants past their expiry); ``debt``: claw-backs beyond the
+  grants, and new credits paying them first;
 - ``guard``: the debit's conditional UPDATE and its slow path;
 - ``departments``: departments and their monthly limits.
 """
@@ -36,13 +38,10 @@ from portal.credits.service.grants import (
     DuplicateGrant,
     Granted,
     GrantTerms,
-    close_plan_period,
-    end_plan_credits,
     expire_due,
     expire_organization,
     grant,
     import_history,
-    plan_credit_expiry,
 )
 from portal.credits.service.guard import release_expired_holds
 from portal.credits.service.holds import capture, release, reserve
@@ -54,6 +53,7 @@ from portal.credits.service.ledger import (
     in_transaction,
     transaction,
 )
+from portal.credits.service.periods import close_plan_period, end_plan_credits, plan_credit_expiry
 from portal.credits.service.spending import check, deduct, deduct_batch, get_balance, refund
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from portal.credits.models import CreditGrant, GrantAllocation, LedgerEntry
-from portal.credits.service import allocation
+from portal.credits.service import allocation, debt, expiry
 from portal.credits.service.grants import DuplicateGrant
 from portal.credits.service.ledger import append, credit, run, transaction
 from portal.errors import NotFound
@@ -83,7 +83,7 @@ def clawback(
     with transaction():
         now = utcnow()
         allocation.lock_organization(organization_id)
-        allocation.expire_if_due(organization_id, now)
+        expiry.expire_if_due(organization_id, now)
         grant = _payment_grant(organization_id, grant_ref)
         from_frozen = min(grant.frozen, amount)
         from_own = min(grant.remaining, amount - from_frozen)
@@ -99,7 +99,7 @@ def clawback(
         )
         spent = max(grant.consumed - grant.returned - _charged_beyond(grant.id), 0)
         beyond = min(amount - from_frozen - from_own, spent)
-        others, owed = allocation.take_or_owe(organization_id, beyond)
+        others, owed = debt.take_or_owe(organization_id, beyond)
         taken = from_own + beyond
         balance, _ = credit(organization_id, -taken)
         entry_id = append(
@@ -149,7 +149,7 @@ def freeze(
     with transaction():
         now = utcnow()
         allocation.lock_organization(organization_id)
-        allocation.expire_if_due(organization_id, now)
+        expiry.expire_if_due(organization_id, now)
         grant = _payment_grant(organization_id, grant_ref)
         amount = grant.remaining
         run(
@@ -208,5 +208,5 @@ def unfreeze(
         )
         if amount:
             allocation.note_expiry(organization_id, grant.expires_at)
-            allocation.settle_debt(organization_id, entry_id, now)
+            debt.settle_debt(organization_id, entry_id, now)
     return amount

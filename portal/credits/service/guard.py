@@ -15,7 +15,7 @@ from sqlalchemy import text, update
 
 from portal.credits.errors import InsufficientCredits
 from portal.credits.models import Organization, Reservation
-from portal.credits.service import allocation
+from portal.credits.service import allocation, expiry
 from portal.credits.service.ledger import (
     DEBIT,
     NO_SYNC,
@@ -45,7 +45,7 @@ def debit(organization_id: int, cost: int, *, hold: int = 0) -> tuple[int, int]:
     row = run(DEBIT, params).one_or_none()
     if row is None:
         release_expired_holds(organization_id, now)
-        allocation.expire_grants(organization_id, now)
+        expiry.expire_grants(organization_id, now)
         row = run(DEBIT, params).one_or_none()
     if row is None:
         balance, reserved = balance_row(organization_id)
@@ -125,7 +125,7 @@ def release_expired_holds(organization_id: int, now: datetime | None = None) -> 
     allocation.lock_organization(organization_id)  # before its grants: the lock order
     expired: list[allocation.Part] = []
     for reservation_id, _amount in sorted(lapsed):
-        expired += allocation.end_hold(organization_id, reservation_id, 0, now).expired
+        expired += expiry.end_hold(organization_id, reservation_id, 0, now).expired
     gone = sum(part.amount for part in expired)
     balance = db.session.execute(
         update(Organization)
@@ -135,7 +135,7 @@ def release_expired_holds(organization_id: int, now: datetime | None = None) -> 
         .execution_options(**NO_SYNC)
     ).scalar_one()
     if expired:
-        allocation.append_expiries(
+        expiry.append_expiries(
             organization_id, expired, balance, now, "Held credits expired with their hold"
         )
     return total

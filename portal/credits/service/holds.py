@@ -25,7 +25,7 @@ from portal.credits.results import (
     Hold,
     Release,
 )
-from portal.credits.service import allocation
+from portal.credits.service import allocation, debt, expiry
 from portal.credits.service.guard import debit, release_expired_holds
 from portal.credits.service.ledger import (
     NO_SYNC,
@@ -126,8 +126,8 @@ def capture(
         cost = cost_micros(reservation.unit_price, used)
         now = utcnow()
         allocation.lock_organization(organization.id)  # before its grants: the lock order
-        allocation.expire_if_due(organization.id, now)  # so ``available`` counts none of them
-        ended = allocation.end_hold(organization.id, reservation.id, cost, now)
+        expiry.expire_if_due(organization.id, now)  # so ``available`` counts none of them
+        ended = expiry.end_hold(organization.id, reservation.id, cost, now)
         gone = sum(part.amount for part in ended.expired)
         balance, reserved = credit(organization.id, -cost - gone, release=reservation.amount)
         deduction_id = append(
@@ -143,12 +143,12 @@ def capture(
             created_at=now,
         )
         allocation.record(ended.consumed, ledger_entry_id=deduction_id, now=now)
-        allocation.append_expiries(
+        expiry.append_expiries(
             organization.id, ended.expired, balance, now, "Held credits expired with their hold"
         )
         # The released rest may pay a debt: not part of this deduction (a refund of it reads
         # its allocations), so, as for a release, the payment names no ledger row.
-        allocation.settle_debt(organization.id, None, now)
+        debt.settle_debt(organization.id, None, now)
         result = Capture(
             reservation.id, deduction_id, cost, reservation.amount - cost, balance - reserved
         )
@@ -164,14 +164,14 @@ def release(
         reservation = _close_reservation(organization, reservation_id, "released")
         now = utcnow()
         allocation.lock_organization(organization.id)  # before its grants: the lock order
-        allocation.expire_if_due(organization.id, now)  # so ``available`` counts none of them
-        ended = allocation.end_hold(organization.id, reservation.id, 0, now)
+        expiry.expire_if_due(organization.id, now)  # so ``available`` counts none of them
+        ended = expiry.end_hold(organization.id, reservation.id, 0, now)
         gone = sum(part.amount for part in ended.expired)
         balance, reserved = credit(organization.id, -gone, release=reservation.amount)
-        allocation.append_expiries(
+        expiry.append_expiries(
             organization.id, ended.expired, balance, now, "Held credits expired with their hold"
         )
-        allocation.settle_debt(organization.id, None, now)
+        debt.settle_debt(organization.id, None, now)
         result = Release(reservation.id, reservation.amount, balance - reserved)
         if idempotency is not None:
             idempotency.complete(result.to_json())

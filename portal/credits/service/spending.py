@@ -16,7 +16,7 @@ from portal.credits.errors import AlreadyRefunded, DeductionNotFound, RefundExce
 from portal.credits.idempotency import IdempotencySlot
 from portal.credits.models import CreditGrant, Department, LedgerEntry, Organization
 from portal.credits.results import Balance, Batch, CheckResult, Deduction, Expiry, Refund, Spend
-from portal.credits.service import allocation
+from portal.credits.service import allocation, debt, expiry
 from portal.credits.service.guard import debit, debit_and_take, release_expired_holds
 from portal.credits.service.ledger import (
     active_feature,
@@ -41,7 +41,7 @@ def get_balance(organization: Organization) -> Balance:
             if row.reserved:
                 release_expired_holds(organization.id, now)
             if row.next_expiry_at is not None and row.next_expiry_at <= now:
-                allocation.expire_grants(organization.id, now)
+                expiry.expire_grants(organization.id, now)
         row = _balance_state(organization.id)
     return Balance(
         organization.slug,
@@ -231,7 +231,7 @@ def refund(
         if amount > refundable:
             raise RefundExceedsDeduction(amount, refundable)
         now = utcnow()
-        allocation.expire_if_due(organization.id, now)  # so ``available`` counts none of them
+        expiry.expire_if_due(organization.id, now)  # so ``available`` counts none of them
         if deduction.department_id is not None:
             uncharge_department(deduction.department_id, amount, deduction.created_at, now)
         parts = _refund_parts(allocation.parts_of(deduction), refunded, amount)
@@ -255,7 +255,7 @@ def refund(
             created_at=now,
         )
         allocation.record(receiving, ledger_entry_id=refund_id, sign=-1, now=now)
-        allocation.settle_debt(organization.id, refund_id, now)
+        debt.settle_debt(organization.id, refund_id, now)
         result = Refund(refund_id, deduction.id, amount, balance - reserved, returned)
         if idempotency is not None:
             idempotency.complete(result.to_json())

@@ -22,12 +22,14 @@ from portal.credits.models import (
     UsageRollup,
     UsageRollupState,
 )
+from portal.outbox.models import OutboxEvent, ScheduledJob
 from portal.stripe_sandbox.models import (
     SandboxDelivery,
     SandboxIdempotencyKey,
     SandboxObject,
     SandboxState,
 )
+from portal.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -40,6 +42,7 @@ __all__ = [
     "LedgerEntry",
     "Membership",
     "Organization",
+    "OutboxEvent",
     "Package",
     "Payment",
     "Plan",
@@ -49,9 +52,13 @@ __all__ = [
     "SandboxIdempotencyKey",
     "SandboxObject",
     "SandboxState",
+    "ScheduledJob",
     "StripeEvent",
     "Subscription",
     "UsageRollup",
     "UsageRollupState",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

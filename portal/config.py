@@ -81,6 +81,14 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # On: the sign-up bonus waits until the new user follows the link mailed to them.
         "PORTAL_SIGNUP_REQUIRE_VERIFICATION": _bool_env("PORTAL_SIGNUP_REQUIRE_VERIFICATION", True),
         "PORTAL_LOW_BALANCE_THRESHOLD": os.environ.get("PORTAL_LOW_BALANCE_THRESHOLD", "20"),
+        # Outbound webhooks: seconds to wait after each failed attempt (then give up), the send
+        # timeout, days of failure that disable an endpoint, and whether private/loopback
+        # addresses may be endpoints (off in production: SSRF; tests and local development).
+        "PORTAL_WEBHOOK_RETRY_SCHEDULE": os.environ.get("PORTAL_WEBHOOK_RETRY_SCHEDULE")
+        or "5,300,1800,7200,18000,36000",
+        "PORTAL_WEBHOOK_TIMEOUT_SECONDS": _int_env("PORTAL_WEBHOOK_TIMEOUT_SECONDS", 10),
+        "PORTAL_WEBHOOK_DISABLE_AFTER_DAYS": _int_env("PORTAL_WEBHOOK_DISABLE_AFTER_DAYS", 3),
+        "PORTAL_WEBHOOKS_ALLOW_PRIVATE": _bool_env("PORTAL_WEBHOOKS_ALLOW_PRIVATE", False),
         # __Host-: the browser only accepts them Secure, for Path=/ and with no Domain, so
         # no sibling subdomain can plant or overwrite them (production runs on HTTPS).
         "SESSION_COOKIE_NAME": f"{cookie_prefix}session",

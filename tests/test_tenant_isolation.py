@@ -19,10 +19,19 @@ from portal.credits import service
 from portal.credits.models import ApiKey, Department, LedgerEntry, Organization
 from portal.extensions import db
 from portal.timeutil import utcnow
+from portal.webhooks import service as webhooks
+from portal.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.billing_helpers import make_buyer, open_checkout
 from tests.conftest import credits
+from tests.webhook_helpers import make_event
 
-SECRET_MARKERS = ("other-secret-feature", "OtherDept", "victim@example.com", "Victim Org")
+SECRET_MARKERS = (
+    "other-secret-feature",
+    "OtherDept",
+    "victim@example.com",
+    "Victim Org",
+    "victim-hook",
+)
 # Platform-wide by design (platform admins only; see tests/test_admin_*.py) or public.
 PLATFORM_SCOPE = (
     "/admin",
@@ -107,6 +116,13 @@ def test_every_route_is_isolated(app, client, two_orgs):
     ).invitation.id
     seed_catalogue()  # PostgreSQL tests start from truncated tables
     their_session = open_checkout(make_buyer(theirs.id), plan=_plan("plan_starter"))
+    app.config["PORTAL_WEBHOOKS_ALLOW_PRIVATE"] = True
+    hook = webhooks.create_endpoint(theirs.id, "http://127.0.0.1:9/victim-hook").endpoint
+    their_hook = hook.public_id
+    their_event = make_event(theirs.id)
+    their_delivery = db.session.scalar(
+        select(WebhookDelivery.id).where(WebhookDelivery.outbox_event_id == their_event.id)
+    )
     before = _state(theirs.id)
     pages = [
         "/",
@@ -124,6 +140,7 @@ def test_every_route_is_isolated(app, client, two_orgs):
         "/settings/api-keys",
         "/settings/departments",
         "/settings/members",
+        "/settings/webhooks",
         "/signup",
         "/login",
         "/billing",
@@ -170,6 +187,9 @@ def test_every_route_is_isolated(app, client, two_orgs):
         ("/billing/checkout", {"package": "no_such_package"}),
         ("/billing/portal", {}),
         (switch, {"replace_cancellation": "1"}),
+        (f"/settings/webhooks/{their_hook}/delete", {}),
+        (f"/settings/webhooks/{their_hook}/test", {}),
+        (f"/settings/webhooks/deliveries/{their_delivery}/resend", {}),
     ]
     for path, data in forms:
         response = client.post(path, data=data)
@@ -205,6 +225,9 @@ def test_every_route_is_isolated(app, client, two_orgs):
         ("GET", "/api/v1/credits/grants?status=all", None),
         ("GET", "/api/v1/departments", None),
         ("PUT", "/api/v1/departments/OtherDept/limit", {"monthly_limit": 1}),
+        ("GET", "/api/v1/webhook-endpoints", None),
+        ("DELETE", f"/api/v1/webhook-endpoints/{their_hook}", None),
+        ("POST", f"/api/v1/webhook-endpoints/{their_hook}/test", {}),
     ]
     for method, path, body in api:
         response = client.open(path, method=method, json=body, headers=mine.headers)
@@ -212,11 +235,14 @@ def test_every_route_is_isolated(app, client, two_orgs):
         assert response.status_code < 500, path
         assert "victim" not in text and "other_secret_feature run" not in text, path
         assert "Victim Org" not in text, path
-        if "refund" in path or "reservations/" in path:
+        if "refund" in path or "reservations/" in path or "webhook-endpoints/" in path:
             assert response.status_code == 404, path
     # Our own PUT created our own "OtherDept"; theirs is untouched.
     assert _state(theirs.id) == before
     assert [i.id for i in invitations.pending_invitations(theirs.id)] == [their_invitation]
+    # Their endpoint stands, untested and unsent; our listings never showed it.
+    assert [e.public_id for e in webhooks.list_endpoints(theirs.id)] == [their_hook]
+    assert db.session.scalar(select(func.count()).select_from(WebhookAttempt)) == 0
 
     covered = (
         {p.split("?")[0] for p in pages}

@@ -443,6 +443,40 @@ class Array(Field):
         }
 
 
+class Strings(Field):
+    """A JSON array of 1 to ``max_items`` strings, each checked by ``item``."""
+
+    json_type = "array"
+
+    def __init__(
+        self,
+        item: String,
+        description: str = "",
+        *,
+        max_items: int,
+        required: bool = False,
+        nullable: bool = False,
+    ) -> None:
+        super().__init__(description, required=required, nullable=nullable)
+        self.item = item
+        self.max_items = max_items
+
+    def parse(self, value: Any, name: str) -> list[str]:
+        if type(value) is not list or not value:
+            raise InvalidRequest(name, "must be a non-empty array")
+        if len(value) > self.max_items:
+            raise InvalidRequest(name, f"must have at most {self.max_items} entries")
+        return [self.item.parse(entry, f"{name}[{index}]") for index, entry in enumerate(value)]
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "array",
+            "items": self.item.json_schema(),
+            "minItems": 1,
+            "maxItems": self.max_items,
+        }
+
+
 class Moment(Field):
     """A query's ``from``/``to``: a date (``end`` then covers that whole day) or an ISO datetime.
 

@@ -14,6 +14,9 @@ from portal.credits.apikeys import authenticate
 from portal.credits.errors import FeatureNotFound
 from portal.credits.openapi import openapi_document
 from portal.errors import InvalidRequest
+from portal.webhooks import delivery as webhook_delivery
+from portal.webhooks import schemas as webhook_schemas
+from portal.webhooks import service as webhooks
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -218,6 +221,35 @@ def department_limit(name: str) -> Response:
     limit = schemas.body(schemas.DEPARTMENT_LIMIT)["monthly_limit"]
     department = service.set_department_limit(g.organization.id, name, limit)
     return json_response(queries.department_json(department))
+
+
+@bp.get("/webhook-endpoints")
+def webhook_endpoints() -> Response:
+    rows = webhooks.list_endpoints(g.organization.id)
+    return json_response({"data": [webhooks.endpoint_json(row) for row in rows]})
+
+
+@bp.post("/webhook-endpoints")
+def create_webhook_endpoint() -> Response:
+    values = schemas.body(webhook_schemas.CREATE_ENDPOINT)
+    new = webhooks.create_endpoint(
+        g.organization.id, values["url"], values["events"], values["description"]
+    )
+    return json_response(webhooks.endpoint_json(new.endpoint, secret=new.secret), 201)
+
+
+@bp.delete("/webhook-endpoints/<endpoint_id>")
+def delete_webhook_endpoint(endpoint_id: str) -> Response:
+    endpoint_id = webhook_schemas.endpoint_id(endpoint_id)
+    endpoint = webhooks.delete_endpoint(g.organization.id, endpoint_id)
+    return json_response({"id": endpoint.public_id, "deleted": True})
+
+
+@bp.post("/webhook-endpoints/<endpoint_id>/test")
+def test_webhook_endpoint(endpoint_id: str) -> Response:
+    endpoint_id = webhook_schemas.endpoint_id(endpoint_id)
+    schemas.body(webhook_schemas.TEST_ENDPOINT)
+    return json_response(webhook_delivery.send_test(g.organization.id, endpoint_id))
 
 
 @bp.get("/openapi.json")

@@ -15,6 +15,7 @@ from portal.contract.fields import Body, Field, Integer, Query
 from portal.credits import schemas
 from portal.credits.responses import SCHEMAS, ref
 from portal.requestguard import MAX_HEADER_LENGTH, MAX_HEADERS, MAX_URL_LENGTH
+from portal.webhooks import schemas as webhooks
 
 RETRY_AFTER = {
     "Retry-After": {
@@ -77,6 +78,7 @@ class Operation:
 
 
 RESERVATION = {"reservation_id": Integer("The reservation's id.", required=True)}
+ENDPOINT = {"endpoint_id": webhooks.ENDPOINT_PATH}
 SPENDING = {
     402: ("insufficient_credits", "department_limit_exceeded"),
     404: ("feature_not_found", "department_not_found"),
@@ -190,6 +192,31 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Department",
         body=schemas.DEPARTMENT_LIMIT,
         path={"name": schemas.DEPARTMENT_PATH},
+    ),
+    ("get", "/webhook-endpoints"): Operation(
+        "The organization's webhook endpoints (without their secrets)", 200, "WebhookEndpoints"
+    ),
+    ("post", "/webhook-endpoints"): Operation(
+        "Add a webhook endpoint; the answer holds its signing secret, shown only this once",
+        201,
+        "NewWebhookEndpoint",
+        {409: ("too_many_webhook_endpoints",)},
+        body=webhooks.CREATE_ENDPOINT,
+    ),
+    ("delete", "/webhook-endpoints/{endpoint_id}"): Operation(
+        "Delete a webhook endpoint; its pending deliveries stop",
+        200,
+        "DeletedWebhookEndpoint",
+        {404: ("webhook_endpoint_not_found",)},
+        path=ENDPOINT,
+    ),
+    ("post", "/webhook-endpoints/{endpoint_id}/test"): Operation(
+        "Send a webhook.test event to this endpoint now",
+        200,
+        "WebhookTest",
+        {404: ("webhook_endpoint_not_found",)},
+        body=webhooks.TEST_ENDPOINT,
+        path=ENDPOINT,
     ),
 }
 
@@ -307,7 +334,7 @@ def openapi_document() -> dict[str, Any]:
         "security": [{"apiKey": []}],
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **webhooks.SCHEMAS},
         },
         "paths": paths,
     }

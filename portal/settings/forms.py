@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import StringField
+from wtforms import SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.credits.schemas import DEPARTMENT_NAME
 from portal.money import AmountError, parse_typed_credits
+from portal.webhooks.service import EVENT_TYPES
 
 
 class CreditsField(StringField):
@@ -49,3 +51,16 @@ class DepartmentForm(FlaskForm):
 
 class DepartmentLimitForm(FlaskForm):
     monthly_limit = CreditsField("Monthly limit", validators=[Optional()])
+
+
+class WebhookEndpointForm(FlaskForm):
+    url = StringField("Endpoint URL", validators=[DataRequired(), Length(max=2000)])
+    description = StringField("Description", validators=[Optional(), Length(max=200)])
+    # None ticked: every event type, including ones added later.
+    events = SelectMultipleField(
+        "Events",
+        choices=[(name, name) for name in EVENT_TYPES],
+        validators=[Optional()],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )

@@ -1,4 +1,4 @@
-"""Organization settings: API keys, departments and members (owners and admins manage)."""
+"""Organization settings: API keys, departments, members and webhooks (owners and admins manage)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,15 @@ from portal.auth.forms import InviteForm, RoleForm
 from portal.credits import apikeys, queries, service
 from portal.credits.errors import DepartmentExists, DepartmentNotFound
 from portal.errors import PortalError
-from portal.settings.forms import ApiKeyForm, DepartmentForm, DepartmentLimitForm
+from portal.settings.forms import (
+    ApiKeyForm,
+    DepartmentForm,
+    DepartmentLimitForm,
+    WebhookEndpointForm,
+)
 from portal.timeutil import month_key, utcnow
+from portal.webhooks import delivery as webhook_delivery
+from portal.webhooks import service as webhooks
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -219,3 +226,84 @@ def remove_member(membership_id: int):
     except PortalError as exc:
         flash(exc.message, "error")
     return redirect(url_for("settings.members"))
+
+
+# The new endpoint's signing secret, like an API key's: shown on the one GET after the POST.
+NEW_WEBHOOK_SECRET_KEY = "new_webhook_secret"
+
+
+def _render_webhooks(form: WebhookEndpointForm, status: int = 200):
+    organization_id = g.membership.organization_id
+    stashed = session.pop(NEW_WEBHOOK_SECRET_KEY, None) or {}
+    new_secret = stashed.get("secret") if stashed.get("org") == organization_id else None
+    response = make_response(
+        render_template(
+            "settings/webhooks.html",
+            form=form,
+            endpoints=webhooks.list_endpoints(organization_id),
+            log=webhooks.delivery_log(organization_id),
+            new_secret=new_secret,
+        ),
+        status,
+    )
+    response.headers["Cache-Control"] = "no-store"  # Back must not bring the secret back
+    return response
+
+
+@bp.get("/webhooks")
+@manager_required
+def webhooks_page():
+    return _render_webhooks(WebhookEndpointForm())
+
+
+@bp.post("/webhooks")
+@manager_required
+def create_webhook():
+    form = WebhookEndpointForm()
+    if not form.validate():
+        return _render_webhooks(form, 422)
+    try:
+        new = webhooks.create_endpoint(
+            g.membership.organization_id,
+            form.url.data.strip(),
+            form.events.data or None,
+            (form.description.data or "").strip() or None,
+            current_user.id,
+        )
+    except PortalError as exc:
+        form.url.errors.append(exc.message.split(": ", 1)[-1])
+        return _render_webhooks(form, 422)
+    session[NEW_WEBHOOK_SECRET_KEY] = {"org": g.membership.organization_id, "secret": new.secret}
+    flash("Endpoint added. Copy its signing secret now: it is shown only once.", "success")
+    return redirect(url_for("settings.webhooks_page"), 303)
+
+
+@bp.post("/webhooks/<endpoint_id>/delete")
+@manager_required
+def delete_webhook(endpoint_id: str):
+    endpoint = webhooks.delete_endpoint(g.membership.organization_id, endpoint_id)
+    flash(f"Endpoint {endpoint.url} deleted; nothing more is sent to it.", "success")
+    return redirect(url_for("settings.webhooks_page"), 303)
+
+
+@bp.post("/webhooks/<endpoint_id>/test")
+@manager_required
+def test_webhook(endpoint_id: str):
+    result = webhook_delivery.send_test(g.membership.organization_id, endpoint_id)
+    _flash_attempt("Test event", result["status_code"], result["error"])
+    return redirect(url_for("settings.webhooks_page"), 303)
+
+
+@bp.post("/webhooks/deliveries/<int:delivery_id>/resend")
+@manager_required
+def resend_webhook(delivery_id: int):
+    attempt = webhook_delivery.send_now(g.membership.organization_id, delivery_id)
+    _flash_attempt("Resent", attempt.status_code, attempt.error)
+    return redirect(url_for("settings.webhooks_page"), 303)
+
+
+def _flash_attempt(what: str, status_code: int | None, error: str | None) -> None:
+    if status_code is not None and 200 <= status_code < 300:
+        flash(f"{what}: delivered (HTTP {status_code}).", "success")
+    else:
+        flash(f"{what}: failed ({error or status_code}); it will be retried.", "error")

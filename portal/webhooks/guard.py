@@ -25,6 +25,10 @@ class RefusedAddress(Exception):
     """The URL's host is not a public address (the send is refused, never attempted)."""
 
 
+class Unresolved(RefusedAddress):
+    """The name has no address (now)."""
+
+
 def private_allowed() -> bool:
     return bool(current_app.config.get("PORTAL_WEBHOOKS_ALLOW_PRIVATE"))
 
@@ -72,6 +76,8 @@ def check_url(url: str) -> str:
     if literal is None:
         try:
             resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+        except Unresolved:
+            pass  # not yet in DNS, perhaps: every send resolves and checks it again
         except RefusedAddress as exc:
             raise InvalidRequest("url", str(exc)) from None
     return url
@@ -82,10 +88,10 @@ def resolve(host: str, port: int) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise RefusedAddress(f"cannot resolve {host}: {exc}") from None
+        raise Unresolved(f"cannot resolve {host}: {exc}") from None
     addresses = [str(info[4][0]) for info in infos]
     if not addresses:
-        raise RefusedAddress(f"{host} has no address")
+        raise Unresolved(f"{host} has no address")
     for address in addresses:
         if not is_public(address):
             raise RefusedAddress(f"{host} resolves to a non-public address ({address})")

@@ -41,7 +41,10 @@ def is_public(address: str) -> bool:
 
 
 def _split(url: str) -> SplitResult:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. a bracketed host that is no IPv6 address
+        raise InvalidRequest("url", "has an invalid host") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidRequest("url", "must be an http or https URL")
     if not parts.hostname:

@@ -11,12 +11,22 @@ from portal.webhooks.guard import MAX_URL_LENGTH
 from portal.webhooks.service import EVENT_TYPES
 
 ENDPOINT_ID = r"^ep_[0-9a-f]{32}$"
+# What ``guard.check_url`` takes apart, spelled out so the schema refuses what it refuses:
+# http(s), a host of letters, digits, '-' and '.', a port of 0-65535, then no spaces.
+PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+URL_PATTERN = (
+    r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+    rf"(?::{PORT})?(?:[/?#][^\x00-\x20\x7f]*)?$"
+)
 
 CREATE_ENDPOINT = Body(
     {
         "url": String(
-            "Where events are POSTed: a public http(s) URL.",
+            "Where events are POSTed: a public http(s) URL (private, loopback and "
+            "link-local addresses are refused).",
             max_length=MAX_URL_LENGTH,
+            pattern=URL_PATTERN,
+            pattern_message="must be an http or https URL with a host name or IPv4 address",
             required=True,
         ),
         "events": Strings(

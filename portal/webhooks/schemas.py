@@ -35,7 +35,7 @@ CREATE_ENDPOINT = Body(
             max_items=len(EVENT_TYPES),
             nullable=True,
         ),
-        "description": String("Your note about this endpoint.", max_length=200),
+        "description": String("Your note about this endpoint.", max_length=200, nullable=True),
     },
     description="A webhook endpoint. Events are signed per the Standard Webhooks spec.",
 )

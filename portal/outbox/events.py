@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from portal.money import micros_to_decimal
 from portal.outbox import emit
@@ -81,55 +82,54 @@ def credits_expiring(
     )
 
 
-def payment_succeeded(
-    organization_id: int,
-    reference: str,
-    *,
-    amount_cents: int,
-    currency: str,
-    credits: int,
-    product: str | None,
-) -> None:
-    """A package checkout or an invoice paid; ``reference`` is ``checkout:…`` or ``invoice:…``,
-    the grant's ``source_ref``, so it happens once per payment."""
-    emit(
-        "payment.succeeded",
-        organization_id,
-        _payment(reference, amount_cents, currency, credits, product),
-        dedupe_key=f"payment.succeeded:{reference}",
+def checkout_paid(payment: Any) -> None:
+    """A package checkout was paid (``billing.Payment``): once per checkout session."""
+    _payment_event("payment.succeeded", payment, "checkout", payment.checkout_session_id)
+
+
+def checkout_failed(payment: Any, stripe_event_id: str) -> None:
+    _payment_event(
+        "payment.failed", payment, "checkout", payment.checkout_session_id, stripe_event_id
     )
 
 
-def payment_failed(
-    organization_id: int,
-    reference: str,
-    *,
-    amount_cents: int,
-    currency: str,
-    product: str | None,
-    stripe_event_id: str,
-) -> None:
-    """Each failure is its own event (an invoice may fail on every retry), once per Stripe
+def invoice_paid(invoice: Any, plan: Any) -> None:
+    """An invoice was paid (``billing.Invoice``): once per invoice, whichever event says so.
+    ``plan`` is passed, not read from the row: a row just made has no relationship loaded."""
+    _payment_event("payment.succeeded", invoice, "invoice", invoice.stripe_invoice_id, plan=plan)
+
+
+def invoice_payment_failed(invoice: Any, plan: Any, stripe_event_id: str) -> None:
+    """Each failure is its own event (an invoice may fail on every retry): once per Stripe
     event."""
-    emit(
-        "payment.failed",
-        organization_id,
-        _payment(reference, amount_cents, currency, 0, product),
-        dedupe_key=f"payment.failed:{stripe_event_id}",
+    _payment_event(
+        "payment.failed", invoice, "invoice", invoice.stripe_invoice_id, stripe_event_id, plan
     )
 
 
-def _payment(
-    reference: str, amount_cents: int, currency: str, credits: int, product: str | None
-) -> dict[str, object]:
-    kind, _, stripe_id = reference.partition(":")
-    return {
-        "payment": {
-            "type": "checkout" if kind == "checkout" else "invoice",
-            "id": stripe_id,
-            "amount": _cents(amount_cents),
-            "currency": currency,
-            "credits": micros_to_decimal(credits),
-            "product": product,
-        }
-    }
+def _payment_event(
+    event_type: str,
+    row: Any,
+    kind: str,
+    stripe_id: str,
+    stripe_event_id: str | None = None,
+    plan: Any = None,
+) -> None:
+    """``row`` is a ``Payment`` or an ``Invoice``: what was (to be) paid, for what."""
+    product = plan if kind == "invoice" else row.package or row.plan
+    credits = row.credits if kind == "checkout" else None
+    emit(
+        event_type,
+        row.organization_id,
+        {
+            "payment": {
+                "type": kind,
+                "id": stripe_id,
+                "amount": _cents(row.amount_cents or 0),
+                "currency": row.currency or "usd",
+                "credits": micros_to_decimal(credits) if credits is not None else None,
+                "product": product.lookup_key if product is not None else None,
+            }
+        },
+        dedupe_key=f"{event_type}:{stripe_event_id or f'{kind}:{stripe_id}'}",
+    )

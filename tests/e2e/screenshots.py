@@ -19,6 +19,7 @@ VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
 OWNER_PAGES = [
     ("dashboard", "/dashboard"),
     ("usage", "/usage"),
+    ("credits", "/credits"),
     ("transactions", "/transactions"),
     ("api-keys", "/settings/api-keys"),
     ("departments", "/settings/departments"),
@@ -27,6 +28,7 @@ OWNER_PAGES = [
 ADMIN_PAGES = [
     ("admin-pricing", "/admin/feature-pricing"),
     ("admin-organizations", "/admin/organizations"),
+    ("admin-organization", "/admin/organizations/demo"),
 ]
 OPTIONAL_PAGES = [("billing", "/billing"), ("error-404", "/no-such-page")]
 

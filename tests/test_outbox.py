@@ -138,3 +138,29 @@ def test_expiry_warnings_once_per_grant_within_seven_days(app, make_org, clock):
     clock.advance(days=24)  # now the far one is within a week too
     assert expiry_warnings(clock.now) == "warned of 1 expiring grant"
     assert len(events("credits.expiring")) == 2
+
+
+def test_closing_a_plan_period_writes_credits_expired_for_its_unused_credits(app, make_org, clock):
+    org = make_org(0)
+    start = clock.now
+    end = start + timedelta(days=30)
+    plan = service.grant(
+        org.id,
+        credits(50),
+        "subscription",
+        description="Starter plan",
+        terms=GrantTerms(
+            expires_at=end,
+            subscription_ref="sub_1",
+            period_start=start,
+            period_end=end,
+            rollover="none",
+        ),
+    )
+    clock.advance(days=30)
+    with service.transaction():
+        assert service.close_plan_period(org.id, "sub_1", end, end + timedelta(days=30)) == (
+            credits(50)
+        )
+    [event] = events("credits.expired")
+    assert event.payload["data"]["grants"] == [{"grant_id": plan.grant_id, "amount": 50}]

@@ -44,7 +44,7 @@ def test_worker_once_dispatches_events_and_runs_due_jobs(app, runner, make_org):
     assert len(undispatched()) == 1
     result = runner.invoke(args=["worker", "--once"])
     assert result.exit_code == 0, result.output
-    assert "dispatched 1 events (0 failed)" in result.output
+    assert "dispatched 1 event (0 failed)" in result.output
     assert "expire_credits: expired 0 credits" in result.output
     assert "purge_idempotency: removed 0 idempotency records" in result.output
     assert undispatched() == []

@@ -17,6 +17,7 @@ def register_worker_command(app: Flask) -> None:
         if once:
             click.echo(worker.run_once(app_).summary())
             return
-        click.echo("Worker running; stop it with Ctrl+C (SIGINT) or SIGTERM.")
-        worker.run_forever(app_)
+        worker.run_forever(
+            app_, ready=lambda: click.echo("Worker running; stop it with Ctrl+C or SIGTERM.")
+        )
         click.echo("Worker stopped.")

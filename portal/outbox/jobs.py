@@ -118,6 +118,20 @@ def _ensure_row(name: str, now: datetime) -> None:
     db.session.commit()
 
 
+def _not_due(now: datetime) -> set[str]:
+    """Jobs that certainly need no claim now, read in one go: an idle tick then writes
+    nothing (on SQLite every write transaction takes the database's one write lock)."""
+    names = set(
+        db.session.scalars(
+            select(ScheduledJob.name).where(
+                or_(ScheduledJob.next_run_at > now, ScheduledJob.locked_until >= now)
+            )
+        )
+    )
+    db.session.rollback()
+    return names
+
+
 def claim(name: str, now: datetime, lease: timedelta, worker: str = WORKER_ID) -> bool:
     """Take this due run of ``name``: True for exactly one claimer."""
     _ensure_row(name, now)
@@ -154,8 +168,9 @@ def finish(job: Job, now: datetime, outcome: str, worker: str = WORKER_ID) -> No
 def run_due(app: Flask, now: datetime) -> dict[str, str]:
     """Run every enabled job whose time has come and this worker claimed; name → outcome."""
     outcomes: dict[str, str] = {}
+    waiting = _not_due(now)
     for job in JOBS:
-        if not job.enabled(app) or not claim(job.name, now, job.lease):
+        if job.name in waiting or not job.enabled(app) or not claim(job.name, now, job.lease):
             continue
         try:
             outcome = job.run(now)

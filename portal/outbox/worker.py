@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import FrameType
@@ -33,7 +34,8 @@ class Tick:
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = [f"dispatched {self.dispatched} events ({self.dispatch_failed} failed)"]
+        plural = "" if self.dispatched == 1 else "s"
+        lines = [f"dispatched {self.dispatched} event{plural} ({self.dispatch_failed} failed)"]
         if self.delivered is not None:
             lines.append(f"deliveries: {self.delivered}")
         lines += [f"{name}: {outcome}" for name, outcome in self.jobs.items()]
@@ -66,8 +68,11 @@ def run_once(app: Flask, now: datetime | None = None) -> Tick:
     return tick
 
 
-def run_forever(app: Flask, poll_seconds: float | None = None) -> None:
-    """Tick every ``PORTAL_WORKER_POLL_SECONDS`` (1) until SIGTERM or SIGINT."""
+def run_forever(
+    app: Flask, poll_seconds: float | None = None, ready: Callable[[], None] | None = None
+) -> None:
+    """Tick every ``PORTAL_WORKER_POLL_SECONDS`` (1) until SIGTERM or SIGINT; ``ready`` is
+    called once the signals are handled (so a supervisor told "running" may stop it)."""
     poll = float(poll_seconds or app.config.get("PORTAL_WORKER_POLL_SECONDS") or 1)
     stop = threading.Event()
 
@@ -77,6 +82,8 @@ def run_forever(app: Flask, poll_seconds: float | None = None) -> None:
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     app.logger.info("worker %s: polling every %ss", jobs.WORKER_ID, poll)
+    if ready is not None:
+        ready()
     try:
         while not stop.is_set():
             run_once(app)

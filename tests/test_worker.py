@@ -152,3 +152,40 @@ def test_flask_worker_stops_cleanly_on_sigterm(sqlite_template, tmp_path):
             process.kill()
     assert process.returncode == 0
     assert "Worker stopped." in output
+
+
+def test_racing_postgresql_workers_dispatch_each_event_once(backend, database_url, monkeypatch):
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL only")
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def recording(event, now):
+        with lock:
+            sent.append(event.event_id)
+        return 0
+
+    monkeypatch.setattr(
+        dispatch, "optional", lambda module, name: recording if name == "fan_out" else None
+    )
+    with postgres_app(database_url, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 10}) as app:
+        with service.transaction():
+            ids = [emit("test.thing", None, {"n": n}).event_id for n in range(40)]
+        db.session.remove()
+        barrier = threading.Barrier(4)
+        counts: list[tuple[int, int]] = []
+
+        def work() -> None:
+            with app.app_context():
+                barrier.wait()
+                counts.append(dispatch.dispatch_pending(utcnow(), limit=100))
+                db.session.remove()
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert undispatched() == []
+    assert sorted(sent) == sorted(ids)
+    assert sum(done for done, _failed in counts) == 40

@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime
 from types import FrameType
 from typing import Any
@@ -36,8 +36,11 @@ class Tick:
     def summary(self) -> str:
         plural = "" if self.dispatched == 1 else "s"
         lines = [f"dispatched {self.dispatched} event{plural} ({self.dispatch_failed} failed)"]
-        if self.delivered is not None:
-            lines.append(f"deliveries: {self.delivered}")
+        if is_dataclass(self.delivered) and not isinstance(self.delivered, type):
+            counts = ", ".join(f"{k} {v}" for k, v in asdict(self.delivered).items())
+            lines.append(f"webhook deliveries: {counts}")
+        elif self.delivered is not None:
+            lines.append(f"webhook deliveries: {self.delivered}")
         lines += [f"{name}: {outcome}" for name, outcome in self.jobs.items()]
         lines += [f"error: {error}" for error in self.errors]
         return "\n".join(lines)

@@ -130,7 +130,8 @@ def test_a_due_job_is_claimed_once_by_racing_postgresql_sessions(backend, databa
     assert sorted(results) == [False] * 7 + [True]
 
 
-def test_flask_worker_stops_cleanly_on_sigterm(sqlite_template, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_flask_worker_stops_cleanly_on_a_signal(sqlite_template, tmp_path, stop):
     database = tmp_path / "worker.sqlite3"
     shutil.copyfile(sqlite_template, database)
     env = {
@@ -146,7 +147,7 @@ def test_flask_worker_stops_cleanly_on_sigterm(sqlite_template, tmp_path):
     try:
         assert process.stdout is not None
         assert "Worker running" in process.stdout.readline()
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop)
         output, _ = process.communicate(timeout=30)
     finally:
         if process.poll() is None:

@@ -16,11 +16,14 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-## Set up, migrate, load the demo data, and serve on http://$(HOST):$(PORT)
+## Set up, migrate, load the demo data, and serve on http://$(HOST):$(PORT) with one worker
 run: install
 	$(BIN)/flask db upgrade
 	$(BIN)/flask demo
 	@echo "Emails (password reset, verification and invitation links) are written to this console while MAIL_SERVER is unset."
+	@echo "One worker (flask worker: outbound webhooks, expiry and other scheduled jobs) runs beside the server; Ctrl+C stops both."
+	@$(BIN)/flask worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/flask run --host $(HOST) --port $(PORT)
 
 ## Serve with gunicorn (production-like)

@@ -139,8 +139,10 @@ def register_commands(app: Flask) -> None:
     from portal.billing.cli import register_billing_commands
     from portal.credits.cli import register_credits_commands
     from portal.demo import register_demo_command
+    from portal.outbox.cli import register_worker_command
 
     register_credits_commands(app)
     register_user_commands(app)
     register_demo_command(app)
     register_billing_commands(app)  # flask stripe sync
+    register_worker_command(app)  # flask worker [--once]

@@ -80,6 +80,10 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "PORTAL_PLAN_RENEWAL_GRACE_HOURS": _int_env("PORTAL_PLAN_RENEWAL_GRACE_HOURS", 72),
         # On: the sign-up bonus waits until the new user follows the link mailed to them.
         "PORTAL_SIGNUP_REQUIRE_VERIFICATION": _bool_env("PORTAL_SIGNUP_REQUIRE_VERIFICATION", True),
+        # ``flask worker``: the pause between two ticks when nothing is due.
+        "PORTAL_WORKER_POLL_SECONDS": float(
+            os.environ.get("PORTAL_WORKER_POLL_SECONDS", "1").strip() or 1
+        ),
         "PORTAL_LOW_BALANCE_THRESHOLD": os.environ.get("PORTAL_LOW_BALANCE_THRESHOLD", "20"),
         # Outbound webhooks: seconds to wait after each failed attempt (then give up), the send
         # timeout, days of failure that disable an endpoint, and whether private/loopback

@@ -37,6 +37,7 @@ from portal.credits import service as credits
 from portal.credits.models import Organization
 from portal.extensions import db
 from portal.money import format_credits
+from portal.outbox import events
 from portal.timeutil import utcnow
 
 __all__ = ["HANDLERS", "Credit", "Event", "Outcome", "RetryLater", "apply"]
@@ -151,6 +152,7 @@ def on_checkout_session(event: Event) -> Outcome:
         return Outcome(f"mismatch: {mismatch}; nothing granted", alert=True)
     if event["type"] == "checkout.session.async_payment_failed":
         payment.status = "failed"
+        events.checkout_failed(payment, event["id"])
         return Outcome("payment failed: nothing granted")
     paid = event["type"] == "checkout.session.async_payment_succeeded" or (
         session.get("payment_status") in PAID
@@ -161,6 +163,7 @@ def on_checkout_session(event: Event) -> Outcome:
         return Outcome("awaiting an asynchronous payment")
     payment.status, payment.fulfilled_at = "paid", now
     payment.paid_at = payment.paid_at or now
+    events.checkout_paid(payment)
     name = payment.package.name if payment.package else "Credit"
     return Outcome(
         f"granted {format_credits(payment.credits)} credits",
@@ -309,6 +312,7 @@ def on_invoice_paid(event: Event) -> Outcome:
     row.amount_cents = invoice.get("amount_paid", invoice.get("total")) or 0
     paid_at = (invoice.get("status_transitions") or {}).get("paid_at")
     row.paid_at = row.paid_at or sd.at(paid_at) or utcnow()
+    events.invoice_paid(row, plan)
     if sub_id and subscription is None:
         _stub_subscription(organization_id, sub_id, plan, invoice)
     if sub_id is None or invoice.get("billing_reason") not in GRANTING_REASONS:
@@ -363,6 +367,7 @@ def on_invoice_payment_failed(event: Event) -> Outcome:
     if row.status != "paid":  # a late failure never un-pays an invoice
         row.status = invoice.get("status") or "open"
         row.amount_cents = invoice.get("amount_due", invoice.get("total")) or 0
+        events.invoice_payment_failed(row, plan, event["id"])
     if sub_id is None:
         return Outcome("invoice payment failed")
     if subscription is None:

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from portal.credits.models import CreditGrant, Organization
 from portal.credits.service.allocation import Part, hold_parts, lock_organization, note_expiry
 from portal.credits.service.ledger import append, run
+from portal.outbox import events
 
 _grants = CreditGrant.__table__
 _organizations = Organization.__table__
@@ -132,6 +133,7 @@ def expire_grants(organization_id: int, now: datetime) -> int:
             now,
             "Credits expired",
         )
+        events.credits_expired(organization_id, due, now)
     return total
 
 

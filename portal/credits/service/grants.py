@@ -39,6 +39,7 @@ from portal.credits.service.ledger import (
 )
 from portal.errors import Conflict
 from portal.extensions import db
+from portal.outbox import events
 from portal.timeutil import month_key, utcnow
 
 _grants = CreditGrant.__table__
@@ -160,6 +161,9 @@ def _add_grant(
     entry_id = append(organization_id, kind, amount, balance, grant_id=grant_id, **fields)
     allocation.note_expiry(organization_id, terms.expires_at)
     debt.settle_debt(organization_id, entry_id, now)
+    events.credits_granted(
+        organization_id, grant_id, kind, amount, terms.expires_at, fields["description"]
+    )
     return Granted(entry_id, grant_id)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from portal.credits.models import CreditGrant
 from portal.credits.service import allocation, expiry
 from portal.credits.service.ledger import credit, run, transaction
+from portal.outbox import events
 from portal.timeutil import utcnow
 
 _grants = CreditGrant.__table__
@@ -144,4 +145,5 @@ def _expire_now(organization_id: int, grant: Any, amount: int, now: datetime) ->
             now,
             "Plan credits of an ended period expired",
         )
+        events.credits_expired(organization_id, [(grant.id, amount)], now)
     return amount

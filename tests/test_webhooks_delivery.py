@@ -143,6 +143,25 @@ def test_endpoint_failing_for_three_days_is_disabled_and_owners_emailed(
     assert delivery.deliver_due(clock()).claimed == 0 and len(receiver.received) == sent
 
 
+def test_a_grant_reaches_the_receiver_through_the_worker(app, org, receiver):
+    """The whole path: the grant writes credits.granted with its commit (portal.outbox), the
+    worker fans it out and delivers it, signed."""
+    from portal.credits import service as credits
+    from portal.outbox.worker import run_once
+
+    secret = _endpoint(org, receiver.url, ["credits.granted"]).secret
+    credits.grant(org.id, 5_000_000, "grant", description="Welcome back")
+    tick = run_once(app)
+    # Two: the organization's opening credits (make_org) and this grant.
+    assert tick.delivered.succeeded == len(receiver.received) == 2
+    payloads = [request.verify(secret) for request in receiver.received]
+    assert {p["type"] for p in payloads} == {"credits.granted"}
+    assert (
+        "Welcome back" in json.dumps(payloads[-1])
+        and payloads[-1]["data"]["organization"] == "acme"
+    )
+
+
 def test_fan_out_follows_subscriptions_once(org, make_org, receiver):
     everything = _endpoint(org, receiver.url)
     granted_only = _endpoint(org, receiver.url + "/granted", ["credits.granted"])

@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from portal import timeutil
 from portal.extensions import db
+from portal.outbox import new_event_id
 from portal.outbox.models import OutboxEvent
-from portal.webhooks import dispatch, service
+from portal.webhooks import dispatch
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def make_event(org_id: int, event_type: str = "credits.granted", **data: Any) ->
     branch's), fanned out to the organization's endpoints."""
     now = timeutil.utcnow()  # through the module: the clock fixture stops it there
     event = OutboxEvent(
-        event_id=service.new_event_id(),
+        event_id=new_event_id(),
         organization_id=org_id,
         type=event_type,
         payload={

@@ -15,6 +15,7 @@ from portal.credits import service as credits
 from portal.credits.models import Organization
 from portal.errors import Conflict, NotFound
 from portal.extensions import db
+from portal.outbox import new_event_id
 from portal.outbox.models import OutboxEvent
 from portal.timeutil import isoformat_z, utcnow
 from portal.webhooks import guard, signing
@@ -63,10 +64,6 @@ class TooManyEndpoints(Conflict):
 class NewEndpoint:
     endpoint: WebhookEndpoint
     secret: str
-
-
-def new_event_id() -> str:
-    return "msg_" + uuid.uuid4().hex
 
 
 def endpoint_json(endpoint: WebhookEndpoint, *, secret: str | None = None) -> dict[str, Any]:

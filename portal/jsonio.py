@@ -27,3 +27,13 @@ class ExactJSONProvider(JSONProvider):
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return simplejson.loads(s, use_decimal=True, **kwargs)
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON with exact decimals (as the API writes it), outside a request too."""
+    return simplejson.dumps(obj, use_decimal=True, default=_default, separators=(",", ":"))
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON with every fractional number read back as an exact ``Decimal``."""
+    return simplejson.loads(text, use_decimal=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from sqlalchemy import select
 
@@ -49,7 +51,7 @@ def test_a_paid_package_checkout_writes_payment_succeeded_once(client, buyer):
         {
             "type": "checkout",
             "id": session_id,
-            "amount": package.price_cents / 100,
+            "amount": Decimal(package.price_cents) / 100,  # exact, as the event carries it
             "currency": "usd",
             "credits": 500,
             "product": "package_medium",

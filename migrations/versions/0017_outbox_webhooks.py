@@ -31,7 +31,7 @@ def upgrade():
     sa.Column('event_id', sa.String(length=40), nullable=False),
     sa.Column('organization_id', sa.Integer(), nullable=True),
     sa.Column('type', sa.String(length=64), nullable=False),
-    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('payload', sa.Text(), nullable=False),
     sa.Column('dedupe_key', sa.String(length=255), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('dispatched_at', sa.DateTime(), nullable=True),

@@ -7,16 +7,15 @@ row undispatched and sends it then, with the same ``event_id``). See ``portal.ou
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from portal import jsonio
 from portal.credits.models import Organization
 from portal.extensions import db
 from portal.outbox.models import OutboxEvent
@@ -34,17 +33,13 @@ def new_event_id() -> str:
 
 def _plain(value: Any) -> Any:
     """JSON-ready ``data``: datetimes as ISO 8601 with ``Z``; Decimals (amounts from
-    ``micros_to_decimal``) as JSON numbers, an int when whole. A fractional amount is stored as
-    the float whose shortest form is the same decimal text (exact for every amount below a
-    billion credits, since micro-credits have six places)."""
+    ``micros_to_decimal``) stay Decimals, written as exact JSON numbers (``portal.jsonio``)."""
     if isinstance(value, dict):
         return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     if isinstance(value, datetime):
         return isoformat_z(value)
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
     return value
 
 
@@ -69,7 +64,7 @@ def emit(
             select(Organization.slug).where(Organization.id == organization_id)
         )
     payload = {"type": event_type, "timestamp": isoformat_z(now), "data": _plain(body)}
-    json.dumps(payload)  # refuse what the JSON column could not store, here and not at flush
+    body = jsonio.dumps(payload)  # refuses what JSON cannot say, here and not at flush
     dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
     statement = (
         dialect.insert(OutboxEvent)
@@ -77,7 +72,7 @@ def emit(
             event_id=new_event_id(),
             organization_id=organization_id,
             type=event_type,
-            payload=payload,
+            body=body,
             dedupe_key=dedupe_key,
             created_at=now,
         )

@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from portal import jsonio
 from portal.extensions import db
 from portal.timeutil import utcnow
 from portal.types import BigIntPK
@@ -30,12 +31,23 @@ class OutboxEvent(db.Model):
     event_id: Mapped[str] = mapped_column(String(40), unique=True)  # "msg_…"
     organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
     type: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # {type, timestamp, data}
+    # The exact JSON body ({type, timestamp, data}) as text: amounts stay exact decimal
+    # numbers (a JSON column would round-trip them through float), and the bytes signed and
+    # sent are the bytes stored.
+    body: Mapped[str] = mapped_column("payload", Text)
     # What makes an event happen once (``balance.low:<org>:<crossing>``); unique when given.
     dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Fanned out into webhook deliveries and emails (by one worker, exactly once).
     dispatched_at: Mapped[datetime | None]
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return jsonio.loads(self.body)
+
+    @payload.setter
+    def payload(self, value: dict[str, Any]) -> None:
+        self.body = jsonio.dumps(value)
 
 
 class ScheduledJob(db.Model):

@@ -9,7 +9,6 @@ Every attempt of a delivery, scheduled or a Resend, carries the event's ``webhoo
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -88,7 +87,7 @@ def _lease(now: datetime) -> datetime:
 
 def body_of(event: OutboxEvent) -> bytes:
     """The payload as stored, serialized once: the bytes that are signed are the bytes sent."""
-    return json.dumps(event.payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return event.body.encode()
 
 
 def _job(delivery: WebhookDelivery) -> Job:

@@ -37,7 +37,7 @@ from portal.billing.catalogue import Kind
 from portal.billing.models import BillingCustomer, Payment, StripeEvent
 from portal.billing.sync import sync_item
 from portal.credits import service as credits
-from portal.credits.models import LedgerEntry, Organization
+from portal.credits.models import Organization
 from portal.errors import Conflict, InvalidRequest
 from portal.extensions import db
 from portal.timeutil import utcnow
@@ -246,17 +246,6 @@ def _recorded(event_id: str) -> bool:
     return found is not None
 
 
-def _granted(kind: str, source_ref: str) -> bool:
-    return (
-        db.session.scalar(
-            select(LedgerEntry.id).where(
-                LedgerEntry.kind == kind, LedgerEntry.source_ref == source_ref
-            )
-        )
-        is not None
-    )
-
-
 def _apply(event: fulfilment.Event) -> fulfilment.Outcome:
     """The handler's outcome; a nested field of a shape it cannot read is the sender's fault."""
     try:
@@ -286,7 +275,7 @@ def _record_and_apply(event: fulfilment.Event, received_at: datetime) -> str:
     outcome = _apply(event)
     credit = outcome.credit
     note = outcome.note
-    if credit is not None and _granted(credit.kind, credit.source_ref):
+    if credit is not None and credits.recorded(credit.kind, credit.source_ref):
         note = f"already granted ({credit.source_ref})"
         credit = None
     record.outcome = note[:255]

@@ -51,6 +51,7 @@ from portal.credits.service.ledger import (
     department_lookup,
     find_department,
     in_transaction,
+    recorded,
     transaction,
 )
 from portal.credits.service.periods import close_plan_period, end_plan_credits, plan_credit_expiry
@@ -91,6 +92,7 @@ __all__ = [
     "import_history",
     "in_transaction",
     "plan_credit_expiry",
+    "recorded",
     "refund",
     "release",
     "release_expired_holds",

@@ -99,10 +99,12 @@ def record(
     ledger_entry_id: int | None = None,
     reservation_id: int | None = None,
     sign: int = 1,
+    always: bool = False,
     now: datetime,
 ) -> None:
-    """Allocation rows: always for a hold, for a ledger row only when it spans several grants."""
-    if not parts or (reservation_id is None and len(parts) < 2):
+    """Allocation rows: always for a hold, for a ledger row only when it spans several grants
+    (or ``always``, when the row's own ``grant_id`` names another grant than these)."""
+    if not parts or (reservation_id is None and len(parts) < 2 and not always):
         return
     run(
         insert(GrantAllocation),

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
-from portal.credits.models import CreditGrant, GrantAllocation, LedgerEntry
+from portal.credits.models import CreditGrant, LedgerEntry
 from portal.credits.service import allocation, debt, expiry
 from portal.credits.service.grants import DuplicateGrant
-from portal.credits.service.ledger import append, credit, run, transaction
+from portal.credits.service.ledger import append, credit, recorded, run, transaction
 from portal.errors import NotFound
 from portal.extensions import db
 from portal.timeutil import utcnow
@@ -38,10 +38,7 @@ class Clawed:
 
 
 def _once(kind: str, source_ref: str) -> None:
-    found = db.session.scalar(
-        select(LedgerEntry.id).where(LedgerEntry.kind == kind, LedgerEntry.source_ref == source_ref)
-    )
-    if found is not None:
+    if recorded(kind, source_ref):
         raise DuplicateGrant(f"{kind} for {source_ref} was already applied.")
 
 
@@ -119,20 +116,9 @@ def clawback(
             },
             created_at=now,
         )
-        if others:
-            parts = ([allocation.Part(grant.id, from_own)] if from_own else []) + others
-            run(
-                insert(GrantAllocation),
-                [
-                    {
-                        "grant_id": part.grant_id,
-                        "ledger_entry_id": entry_id,
-                        "amount": part.amount,
-                        "created_at": now,
-                    }
-                    for part in parts
-                ],
-            )
+        if others:  # the row names the payment's grant: the others need rows of their own
+            own = [allocation.Part(grant.id, from_own)] if from_own else []
+            allocation.record(own + others, ledger_entry_id=entry_id, always=True, now=now)
     return Clawed(entry_id, taken, from_frozen, owed)
 
 
@@ -145,32 +131,7 @@ def freeze(
     metadata: dict[str, Any] | None = None,
 ) -> int:
     """Put what is left of the payment's grant on hold (out of the balance, not spendable)."""
-    _once("freeze", source_ref)
-    with transaction():
-        now = utcnow()
-        allocation.lock_organization(organization_id)
-        expiry.expire_if_due(organization_id, now)
-        grant = _payment_grant(organization_id, grant_ref)
-        amount = grant.remaining
-        run(
-            update(_grants)
-            .where(_grants.c.id == grant.id)
-            .values(remaining=0, frozen=_grants.c.frozen + amount),
-            {},
-        )
-        balance, _ = credit(organization_id, -amount)
-        append(
-            organization_id,
-            "freeze",
-            -amount,
-            balance,
-            grant_id=grant.id,
-            source_ref=source_ref,
-            description=description,
-            meta=metadata,
-            created_at=now,
-        )
-    return amount
+    return _shift_frozen(organization_id, grant_ref, "freeze", source_ref, description, metadata)
 
 
 def unfreeze(
@@ -182,23 +143,43 @@ def unfreeze(
     metadata: dict[str, Any] | None = None,
 ) -> int:
     """Give frozen credits back to their grant (a dispute won); they keep its expiry."""
-    _once("unfreeze", source_ref)
+    return _shift_frozen(organization_id, grant_ref, "unfreeze", source_ref, description, metadata)
+
+
+def _shift_frozen(
+    organization_id: int,
+    grant_ref: str,
+    kind: str,
+    source_ref: str,
+    description: str,
+    metadata: dict[str, Any] | None,
+) -> int:
+    """Move the grant's remaining credits into ``frozen`` (``freeze``) or back (``unfreeze``):
+    one ledger row either way, the balance down or up by as much."""
+    _once(kind, source_ref)
+    freezing = kind == "freeze"
     with transaction():
         now = utcnow()
         allocation.lock_organization(organization_id)
+        if freezing:  # never freeze credits that have expired (nothing swept them yet)
+            expiry.expire_if_due(organization_id, now)
         grant = _payment_grant(organization_id, grant_ref)
-        amount = grant.frozen
+        amount = grant.remaining if freezing else grant.frozen
+        change = -amount if freezing else amount
         run(
             update(_grants)
             .where(_grants.c.id == grant.id)
-            .values(frozen=0, remaining=_grants.c.remaining + amount),
+            .values(
+                remaining=_grants.c.remaining + change,
+                frozen=_grants.c.frozen - change,
+            ),
             {},
         )
-        balance, _ = credit(organization_id, amount)
+        balance, _ = credit(organization_id, change)
         entry_id = append(
             organization_id,
-            "unfreeze",
-            amount,
+            kind,
+            change,
             balance,
             grant_id=grant.id,
             source_ref=source_ref,
@@ -206,7 +187,7 @@ def unfreeze(
             meta=metadata,
             created_at=now,
         )
-        if amount:
+        if amount and not freezing:
             allocation.note_expiry(organization_id, grant.expires_at)
             debt.settle_debt(organization_id, entry_id, now)
     return amount

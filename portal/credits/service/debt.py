@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
-from portal.credits.models import CreditGrant, GrantAllocation, Organization
-from portal.credits.service.allocation import Part, take
+from portal.credits.models import CreditGrant, Organization
+from portal.credits.service.allocation import Part, record, take
 from portal.credits.service.expiry import expire_if_due
 from portal.credits.service.ledger import run
 
@@ -19,9 +19,9 @@ _grants = CreditGrant.__table__
 _organizations = Organization.__table__
 
 
-def take_or_owe(organization_id: int, amount: int) -> tuple[list[Part], int]:
-    """Take what the grants have of ``amount``; the rest becomes the organization's debt."""
-    spendable = int(
+def _spendable(organization_id: int) -> int:
+    """What the organization's grants hold, spendable now (int(): PostgreSQL sums as NUMERIC)."""
+    return int(
         run(
             select(func.coalesce(func.sum(_grants.c.remaining), 0)).where(
                 _grants.c.organization_id == organization_id
@@ -29,6 +29,11 @@ def take_or_owe(organization_id: int, amount: int) -> tuple[list[Part], int]:
             {},
         ).scalar_one()
     )
+
+
+def take_or_owe(organization_id: int, amount: int) -> tuple[list[Part], int]:
+    """Take what the grants have of ``amount``; the rest becomes the organization's debt."""
+    spendable = _spendable(organization_id)
     parts = take(organization_id, min(amount, spendable))
     owed = amount - min(amount, spendable)
     if owed:
@@ -49,13 +54,8 @@ def settle_debt(organization_id: int, paid_by: int | None, now: datetime) -> int
     if not debt:
         return 0
     expire_if_due(organization_id, now)  # e.g. unfrozen credits of a grant that expired
-    spendable = run(
-        select(func.coalesce(func.sum(_grants.c.remaining), 0)).where(
-            _grants.c.organization_id == organization_id
-        ),
-        {},
-    ).scalar_one()
-    paid = min(debt, int(spendable))
+    spendable = _spendable(organization_id)
+    paid = min(debt, spendable)
     if paid:
         parts = take(organization_id, paid)
         run(
@@ -64,16 +64,5 @@ def settle_debt(organization_id: int, paid_by: int | None, now: datetime) -> int
             .values(debt=_organizations.c.debt - paid),
             {},
         )
-        run(
-            insert(GrantAllocation),
-            [
-                {
-                    "grant_id": part.grant_id,
-                    "ledger_entry_id": paid_by,
-                    "amount": part.amount,
-                    "created_at": now,
-                }
-                for part in parts
-            ],
-        )
+        record(parts, ledger_entry_id=paid_by, always=True, now=now)
     return paid

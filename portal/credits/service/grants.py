@@ -34,6 +34,7 @@ from portal.credits.service.ledger import (
     balance_row,
     credit,
     in_transaction,
+    recorded,
     run,
     transaction,
 )
@@ -100,7 +101,7 @@ def grant(
         raise ValueError(f"{kind!r} is not a credit kind")
     if amount < 0 and kind != "adjustment":
         raise ValueError("only adjustments may be negative")
-    if source_ref is not None and _granted(kind, source_ref):
+    if source_ref is not None and recorded(kind, source_ref):
         raise DuplicateGrant(f"Credits for {source_ref} were already granted.")
     terms = terms or GrantTerms()
     joined = in_transaction()
@@ -123,7 +124,7 @@ def grant(
     except IntegrityError:
         # A concurrent twin won the unique (kind, source_ref). Joined to a caller's
         # transaction, the caller decides (the failed transaction can run nothing more).
-        if not joined and source_ref is not None and _granted(kind, source_ref):
+        if not joined and source_ref is not None and recorded(kind, source_ref):
             raise DuplicateGrant(f"Credits for {source_ref} were already granted.") from None
         raise
 
@@ -190,13 +191,6 @@ def _take_adjustment(
     )
     allocation.record(parts, ledger_entry_id=entry_id, now=fields["created_at"])
     return entry_id
-
-
-def _granted(kind: str, source_ref: str) -> bool:
-    found = db.session.scalar(
-        select(LedgerEntry.id).where(LedgerEntry.kind == kind, LedgerEntry.source_ref == source_ref)
-    )
-    return found is not None
 
 
 # --- expiry ----------------------------------------------------------------------------------

@@ -257,6 +257,14 @@ def append(organization_id: int, kind: str, amount: int, balance_after: int, **f
     ).scalar_one()
 
 
+def recorded(kind: str, source_ref: str) -> bool:
+    """Is there a ledger row of ``kind`` for ``source_ref`` (unique together) already?"""
+    found = db.session.scalar(
+        select(LedgerEntry.id).where(LedgerEntry.kind == kind, LedgerEntry.source_ref == source_ref)
+    )
+    return found is not None
+
+
 def charge_cost(unit_price: int, quantity: int, line: int | None = None) -> int:
     """Price × quantity, refused (as the quantity's fault) above the most one charge may cost."""
     cost = cost_micros(unit_price, quantity)

@@ -38,17 +38,30 @@ def index():
 NEW_SECRET_KEY = "new_api_key"
 
 
-def _render_api_keys(form: ApiKeyForm, status: int = 200):
-    organization_id = g.membership.organization_id
-    stashed = session.pop(NEW_SECRET_KEY, None) or {}
-    new_secret = stashed.get("secret") if stashed.get("org") == organization_id else None
-    keys = apikeys.list_api_keys(organization_id)
-    response = make_response(
-        render_template("settings/api_keys.html", form=form, keys=keys, new_secret=new_secret),
-        status,
-    )
+def _stash_secret(key: str, secret: str) -> None:
+    """Keep a new secret for the next page of this organization only: it is shown once."""
+    session[key] = {"org": g.membership.organization_id, "secret": secret}
+
+
+def _pop_secret(key: str) -> str | None:
+    stashed = session.pop(key, None) or {}
+    return stashed.get("secret") if stashed.get("org") == g.membership.organization_id else None
+
+
+def _secret_page(template: str, status: int, **context):
+    response = make_response(render_template(template, **context), status)
     response.headers["Cache-Control"] = "no-store"  # Back must not bring the secret back
     return response
+
+
+def _render_api_keys(form: ApiKeyForm, status: int = 200):
+    return _secret_page(
+        "settings/api_keys.html",
+        status,
+        form=form,
+        keys=apikeys.list_api_keys(g.membership.organization_id),
+        new_secret=_pop_secret(NEW_SECRET_KEY),
+    )
 
 
 @bp.get("/api-keys")
@@ -64,7 +77,7 @@ def create_api_key():
     if not form.validate():
         return _render_api_keys(form, status=422)
     new = apikeys.create_api_key(g.membership.organization_id, form.name.data, current_user.id)
-    session[NEW_SECRET_KEY] = {"org": g.membership.organization_id, "secret": new.secret}
+    _stash_secret(NEW_SECRET_KEY, new.secret)
     flash(f"API key “{new.key.name}” created. Copy it now: it is shown only once.", "success")
     return redirect(url_for("settings.api_keys"), 303)
 
@@ -234,20 +247,14 @@ NEW_WEBHOOK_SECRET_KEY = "new_webhook_secret"
 
 def _render_webhooks(form: WebhookEndpointForm, status: int = 200):
     organization_id = g.membership.organization_id
-    stashed = session.pop(NEW_WEBHOOK_SECRET_KEY, None) or {}
-    new_secret = stashed.get("secret") if stashed.get("org") == organization_id else None
-    response = make_response(
-        render_template(
-            "settings/webhooks.html",
-            form=form,
-            endpoints=webhooks.list_endpoints(organization_id),
-            log=webhooks.delivery_log(organization_id),
-            new_secret=new_secret,
-        ),
+    return _secret_page(
+        "settings/webhooks.html",
         status,
+        form=form,
+        endpoints=webhooks.list_endpoints(organization_id),
+        log=webhooks.delivery_log(organization_id),
+        new_secret=_pop_secret(NEW_WEBHOOK_SECRET_KEY),
     )
-    response.headers["Cache-Control"] = "no-store"  # Back must not bring the secret back
-    return response
 
 
 @bp.get("/webhooks")
@@ -273,7 +280,7 @@ def create_webhook():
     except PortalError as exc:
         form.url.errors.append(exc.message.split(": ", 1)[-1])
         return _render_webhooks(form, 422)
-    session[NEW_WEBHOOK_SECRET_KEY] = {"org": g.membership.organization_id, "secret": new.secret}
+    _stash_secret(NEW_WEBHOOK_SECRET_KEY, new.secret)
     flash("Endpoint added. Copy its signing secret now: it is shown only once.", "success")
     return redirect(url_for("settings.webhooks_page"), 303)
 

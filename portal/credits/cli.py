@@ -6,10 +6,9 @@ import click
 from flask import Flask
 
 from portal.contract.fields import Moment
-from portal.credits import apikeys, idempotency, manual, organizations, pricing, queries, service
+from portal.credits import apikeys, idempotency, manual, organizations, pricing, service
 from portal.errors import PortalError
 from portal.money import MICRO, AmountError, format_credits, parse_typed_credits
-from portal.timeutil import utcnow
 
 EXPIRES_AT = Moment("When the credits expire.")
 
@@ -166,9 +165,8 @@ def register_credits_commands(app: Flask) -> None:
     def credits_expire() -> None:
         """Expire every grant whose time has come, in every organization (run it from cron;
         balances are correct without it, since every read and debit expires lazily)."""
-        now = utcnow()
-        total = service.expire_due(now)
-        organizations_count, _ = queries.expired_in_sweep(now)
+        expired = service.expire_due_by_organization()
+        total, organizations_count = sum(expired.values()), len(expired)
         click.echo(
             f"Expired {format_credits(total)} credit{'' if total == MICRO else 's'} in "
             f"{organizations_count} organization{'' if organizations_count == 1 else 's'}."

@@ -286,7 +286,7 @@ def settle(organization: Organization) -> None:
     listing never shows credits as left (or held) that expired before anyone spent them."""
     from portal.credits import service  # the service reads no queries: no import cycle
 
-    service.get_balance(organization)
+    service.sweep_due(organization)
 
 
 def _grant_status(stmt: Select, status: str, now: datetime) -> Select:
@@ -339,15 +339,3 @@ def grants_page(
     settle(organization)
     grants, after = grant_rows(organization.id, status, limit=limit, before=before)
     return Page([grant_json(grant) for grant in grants], after)
-
-
-def expired_in_sweep(moment: datetime) -> tuple[int, int]:
-    """(organizations, micro-credits) of the ``expire`` rows a sweep wrote at ``moment``
-    (``service.expire_due(now)`` dates every row it writes ``now``)."""
-    row = db.session.execute(
-        select(
-            func.count(func.distinct(LedgerEntry.organization_id)),
-            func.coalesce(func.sum(-LedgerEntry.amount), 0),
-        ).where(LedgerEntry.kind == "expire", LedgerEntry.created_at == moment)
-    ).one()
-    return int(row[0]), int(row[1])

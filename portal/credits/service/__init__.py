@@ -39,6 +39,7 @@ from portal.credits.service.grants import (
     Granted,
     GrantTerms,
     expire_due,
+    expire_due_by_organization,
     expire_organization,
     grant,
     import_history,
@@ -55,7 +56,14 @@ from portal.credits.service.ledger import (
     transaction,
 )
 from portal.credits.service.periods import close_plan_period, end_plan_credits, plan_credit_expiry
-from portal.credits.service.spending import check, deduct, deduct_batch, get_balance, refund
+from portal.credits.service.spending import (
+    check,
+    deduct,
+    deduct_batch,
+    get_balance,
+    refund,
+    sweep_due,
+)
 
 __all__ = [
     "Balance",
@@ -84,6 +92,7 @@ __all__ = [
     "department_lookup",
     "end_plan_credits",
     "expire_due",
+    "expire_due_by_organization",
     "expire_organization",
     "find_department",
     "freeze",
@@ -98,6 +107,7 @@ __all__ = [
     "release_expired_holds",
     "reserve",
     "set_department_limit",
+    "sweep_due",
     "transaction",
     "unfreeze",
 ]

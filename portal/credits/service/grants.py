@@ -197,19 +197,26 @@ def _take_adjustment(
 
 
 def expire_due(now: datetime | None = None) -> int:
-    """Sweep every organization with an expiry due (``flask credits expire``); returns how
-    many micro-credits expired. One transaction per organization, so a long sweep never holds
-    many organizations' locks at once."""
+    """Sweep every organization with an expiry due; returns how many micro-credits expired."""
+    return sum(expire_due_by_organization(now).values())
+
+
+def expire_due_by_organization(now: datetime | None = None) -> dict[int, int]:
+    """Sweep every organization with an expiry due (``flask credits expire``): what expired,
+    per organization that lost any. One transaction per organization, so a long sweep never
+    holds many organizations' locks at once."""
     now = now or utcnow()
     due = db.session.scalars(
         select(Organization.id).where(Organization.next_expiry_at <= now).order_by(Organization.id)
     ).all()
     db.session.rollback()
-    total = 0
+    expired = {}
     for organization_id in due:
         with transaction():
-            total += expiry.expire_grants(organization_id, now)
-    return total
+            amount = expiry.expire_grants(organization_id, now)
+        if amount:
+            expired[organization_id] = amount
+    return expired
 
 
 def expire_organization(organization_id: int, now: datetime | None = None) -> int:

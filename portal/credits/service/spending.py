@@ -33,16 +33,9 @@ from portal.timeutil import month_key, utcnow
 
 
 def get_balance(organization: Organization) -> Balance:
-    """The balance as of now: lapsed holds and expired grants are swept first if any are due."""
+    """The balance as of now, with the next expiry and what a dispute holds."""
     now = utcnow()
-    row = _balance_state(organization.id)
-    if row.reserved or (row.next_expiry_at is not None and row.next_expiry_at <= now):
-        with transaction():
-            if row.reserved:
-                release_expired_holds(organization.id, now)
-            if row.next_expiry_at is not None and row.next_expiry_at <= now:
-                expiry.expire_grants(organization.id, now)
-        row = _balance_state(organization.id)
+    row = _swept_state(organization.id, now)
     return Balance(
         organization.slug,
         row.balance,
@@ -51,6 +44,26 @@ def get_balance(organization: Organization) -> Balance:
         on_hold=_on_hold(organization.id),
         owed=row.debt,
     )
+
+
+def sweep_due(organization: Organization) -> None:
+    """Release lapsed holds and expire due grants now (what every balance read does first)."""
+    _swept_state(organization.id, utcnow())
+
+
+def _swept_state(organization_id: int, now: datetime):  # a Row, as below
+    """Balance, reserved, debt and next expiry once lapsed holds and expired grants that are
+    due have been swept: one read when nothing is due."""
+    row = _balance_state(organization_id)
+    due = row.next_expiry_at is not None and row.next_expiry_at <= now
+    if row.reserved or due:
+        with transaction():
+            if row.reserved:
+                release_expired_holds(organization_id, now)
+            if due:
+                expiry.expire_grants(organization_id, now)
+        row = _balance_state(organization_id)
+    return row
 
 
 def _balance_state(organization_id: int):
@@ -99,7 +112,9 @@ def check(organization: Organization, spend: Spend) -> CheckResult:
     """Would ``spend`` succeed right now? Answers without writing anything it would charge."""
     feature = active_feature(spend.feature_key)
     required = charge_cost(feature.credits_per_unit, spend.quantity)
-    available = get_balance(organization).available
+    # Only what the answer needs: no expiry or dispute reads on this per-request path.
+    state = _swept_state(organization.id, utcnow())
+    available = state.balance - state.reserved
     reason = None
     if spend.department:
         department = find_department(organization.id, spend.department)

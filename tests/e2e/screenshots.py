@@ -24,6 +24,7 @@ OWNER_PAGES = [
     ("api-keys", "/settings/api-keys"),
     ("departments", "/settings/departments"),
     ("members", "/settings/members"),
+    ("webhooks", "/settings/webhooks"),
 ]
 ADMIN_PAGES = [
     ("admin-pricing", "/admin/feature-pricing"),
